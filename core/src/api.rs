@@ -1,0 +1,292 @@
+//! The management API's wire types.
+//!
+//! The Worker serialises these and the backfill deserialises them, so both
+//! sides share one definition. Times are RFC 3339 strings in UTC; raw bodies
+//! are standard base64. No type here can carry a secret: triggers appear as
+//! [`TriggerView`], which has only `has_signing_secret` and a four-character
+//! hint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::headers::HeaderList;
+use crate::provider::Provider;
+use crate::run::RunStatus;
+use crate::time::Timestamp;
+use crate::trigger::TriggerConfig;
+use crate::verify::{HmacAlgorithm, SignatureEncoding};
+
+/// A delivery's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Admitted; its run has not finished.
+    Queued,
+    /// Its run succeeded.
+    Delivered,
+    /// Its run failed every attempt.
+    Failed,
+    /// Its signature was not accepted.
+    Rejected,
+    /// Genuine, but the trigger is disabled or the event is filtered out.
+    Ignored,
+}
+
+impl DeliveryStatus {
+    /// Every status.
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Queued,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Rejected,
+        DeliveryStatus::Ignored,
+    ];
+
+    /// The snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Rejected => "rejected",
+            DeliveryStatus::Ignored => "ignored",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// The delivery status that mirrors a run status.
+    pub fn of_run(run: RunStatus) -> DeliveryStatus {
+        match run {
+            RunStatus::Queued => DeliveryStatus::Queued,
+            RunStatus::Delivered => DeliveryStatus::Delivered,
+            RunStatus::Failed => DeliveryStatus::Failed,
+        }
+    }
+}
+
+/// A trigger as the API shows it: never the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TriggerView {
+    pub id: String,
+    pub name: String,
+    /// The full ingress URL to give the provider.
+    pub url: String,
+    pub provider: Provider,
+    pub enabled: bool,
+    pub has_signing_secret: bool,
+    /// The last four characters of the current secret.
+    pub signing_secret_hint: Option<String>,
+    /// Until when the previous secret is still accepted, during a rotation.
+    pub previous_secret_expires_at: Option<String>,
+    pub secret_updated_at: Option<String>,
+    pub target_url: Option<String>,
+    pub event_types: Vec<String>,
+    pub dedupe_window_seconds: u64,
+    pub tolerance_seconds: u64,
+    pub max_body_bytes: u64,
+    pub retention_days: u32,
+    pub max_attempts: u32,
+    pub retry_base_seconds: u32,
+    pub target_timeout_seconds: u32,
+    pub dedupe_body_hash: bool,
+    pub rate_limit_per_second: Option<u32>,
+    pub signature_header: String,
+    pub signature_algorithm: HmacAlgorithm,
+    pub signature_encoding: SignatureEncoding,
+    pub signature_prefix: String,
+    pub dedupe_header: Option<String>,
+    pub dedupe_json_pointer: Option<String>,
+    pub event_type_header: Option<String>,
+    pub event_type_json_pointer: Option<String>,
+    pub basic_username: Option<String>,
+    pub api_key_header: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Set on deleted triggers, which only the backfill's listing shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+}
+
+impl TriggerView {
+    /// The view of `cfg`, whose ingress URL is `{base_url}/hooks/{id}`.
+    pub fn of(cfg: &TriggerConfig, base_url: &str) -> TriggerView {
+        let rfc = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
+        TriggerView {
+            id: cfg.id.clone(),
+            name: cfg.name.clone(),
+            url: format!("{}/hooks/{}", base_url.trim_end_matches('/'), cfg.id),
+            provider: cfg.provider,
+            enabled: cfg.enabled,
+            has_signing_secret: cfg.signing_secret.is_some(),
+            signing_secret_hint: cfg.signing_secret.as_ref().map(|s| s.hint()),
+            previous_secret_expires_at: if cfg.previous_secret.is_some() {
+                rfc(cfg.previous_secret_expires_at)
+            } else {
+                None
+            },
+            secret_updated_at: rfc(cfg.secret_updated_at),
+            target_url: cfg.target_url.clone(),
+            event_types: cfg.event_types.clone(),
+            dedupe_window_seconds: cfg.dedupe_window_seconds,
+            tolerance_seconds: cfg.tolerance_seconds,
+            max_body_bytes: cfg.max_body_bytes,
+            retention_days: cfg.retention_days,
+            max_attempts: cfg.max_attempts,
+            retry_base_seconds: cfg.retry_base_seconds,
+            target_timeout_seconds: cfg.target_timeout_seconds,
+            dedupe_body_hash: cfg.dedupe_body_hash,
+            rate_limit_per_second: cfg.rate_limit_per_second,
+            signature_header: cfg.signature_header.clone(),
+            signature_algorithm: cfg.signature_algorithm,
+            signature_encoding: cfg.signature_encoding,
+            signature_prefix: cfg.signature_prefix.clone(),
+            dedupe_header: cfg.dedupe_header.clone(),
+            dedupe_json_pointer: cfg.dedupe_json_pointer.clone(),
+            event_type_header: cfg.event_type_header.clone(),
+            event_type_json_pointer: cfg.event_type_json_pointer.clone(),
+            basic_username: cfg.basic_username.clone(),
+            api_key_header: cfg.api_key_header.clone(),
+            created_at: cfg.created_at.to_rfc3339(),
+            updated_at: cfg.updated_at.to_rfc3339(),
+            deleted_at: None,
+        }
+    }
+}
+
+/// `GET /api/triggers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerList {
+    /// Triggers, oldest first.
+    pub triggers: Vec<TriggerView>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A delivery's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    /// The run id; also the `webhook-id` of every attempt.
+    pub run_id: String,
+    /// `queued`, `delivered` or `failed`.
+    pub status: RunStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// The target's last HTTP status, if it answered.
+    pub last_status_code: Option<u16>,
+    /// When the next attempt is due, while queued.
+    pub next_attempt_at: Option<String>,
+    /// When a failed run's message was put on the dead-letter queue.
+    pub dead_lettered_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// A delivery. Lists leave out `headers` and `raw_body`; the detail and the
+/// change feed include them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `dlv_…`.
+    pub delivery_id: String,
+    /// The trigger it arrived on.
+    pub trigger_id: String,
+    /// See [`DeliveryStatus`].
+    pub status: DeliveryStatus,
+    /// Receive time at the edge.
+    pub received_at: String,
+    /// The provider's delivery id, if any.
+    pub dedupe_key: Option<String>,
+    /// How many times this delivery arrived (1 + duplicates).
+    pub attempt_count: u32,
+    /// See [`crate::verify::SignatureStatus`].
+    pub signature_status: String,
+    /// `current` or `previous` secret, for verified deliveries.
+    pub matched_secret: Option<String>,
+    /// The event type, if the provider names one.
+    pub event_type: Option<String>,
+    /// The delivery this one replays.
+    pub replayed_from: Option<String>,
+    /// Why it was ignored or rejected.
+    pub reason: Option<String>,
+    /// Size of the raw body.
+    pub body_bytes: u64,
+    /// Its run, if it has one.
+    pub run: Option<RunView>,
+    /// Request headers, credentials redacted (detail and change feed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeaderList>,
+    /// The raw body, base64 (detail and change feed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<String>,
+}
+
+/// `GET /api/triggers/{id}/deliveries`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryList {
+    /// Newest first.
+    pub deliveries: Vec<Delivery>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One entry of the change feed: a delivery at its latest change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The change sequence number; strictly increasing within a trigger.
+    pub seq: i64,
+    /// The delivery, with run, headers and raw body.
+    #[serde(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `GET /api/triggers/{id}/changes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangePage {
+    /// In change order.
+    pub changes: Vec<Change>,
+    /// Pass as `after` for the next page.
+    pub next_after: i64,
+    /// Whether more changes follow.
+    pub has_more: bool,
+}
+
+/// The ingress answer for an admitted or duplicate delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestAccepted {
+    /// The delivery (the holder's, for a duplicate).
+    pub delivery_id: String,
+    /// Its run, if it has one.
+    pub run_id: Option<String>,
+    /// `queued`, or the holder's status for a duplicate.
+    pub status: DeliveryStatus,
+    /// Whether this request was collapsed onto an earlier delivery.
+    pub duplicate: bool,
+}
+
+/// `POST …/replay`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayCreated {
+    /// The new delivery.
+    pub delivery_id: String,
+    /// The new run.
+    pub run_id: String,
+    /// The delivery replayed.
+    pub replayed_from: String,
+}
+
+/// A JSON error body: `{"error": "<code>", "message": "..."}` plus context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable, snake-case code.
+    pub error: String,
+    /// A sentence for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

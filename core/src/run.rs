@@ -1,0 +1,394 @@
+//! The run state machine: claim, settle, retry, re-enqueue.
+//!
+//! A run is `queued` until an attempt succeeds (`delivered`) or the last
+//! attempt fails (`failed`). The Queue is at-least-once and the alarm may
+//! re-enqueue a run whose message looks lost, so several messages for one run
+//! can exist at once. Two rules make that harmless:
+//!
+//! - **A consumer must [`claim`] a run before sending it.** A claim takes a
+//!   lease; while the lease runs no other claim succeeds, and a finished run is
+//!   never claimed again.
+//! - **Only the attempt that holds the claim may [`settle`] it.** A late or
+//!   duplicate report is [`Settlement::Stale`] and changes nothing, so a run is
+//!   never marked twice.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// Longest delay between two attempts.
+pub const MAX_RETRY_DELAY_SECONDS: u32 = 3600;
+/// A lease outlasts the dispatch timeout by this much, so a slow but live
+/// consumer is not overtaken.
+pub const LEASE_MARGIN_SECONDS: i64 = 15;
+/// A queued run whose message should have been consumed this long ago is
+/// presumed lost and re-enqueued by the alarm.
+pub const REENQUEUE_GRACE_SECONDS: i64 = 20;
+
+/// A run's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for (another) attempt.
+    Queued,
+    /// An attempt got a 2xx, or the trigger has no target.
+    Delivered,
+    /// Every attempt failed.
+    Failed,
+}
+
+impl RunStatus {
+    /// The snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Delivered => "delivered",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        match s {
+            "queued" => Some(RunStatus::Queued),
+            "delivered" => Some(RunStatus::Delivered),
+            "failed" => Some(RunStatus::Failed),
+            _ => None,
+        }
+    }
+
+    /// Whether nothing more will happen to the run.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued)
+    }
+}
+
+/// The part of a run the state machine needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunState {
+    /// Current status.
+    pub status: RunStatus,
+    /// Attempts claimed so far.
+    pub attempts: u32,
+    /// While set and in the future, an attempt is in flight.
+    pub lease_until: Option<Timestamp>,
+    /// The earliest time of the next attempt.
+    pub next_attempt_at: Timestamp,
+}
+
+impl RunState {
+    /// A fresh run, due at once.
+    pub fn new(now: Timestamp) -> Self {
+        RunState {
+            status: RunStatus::Queued,
+            attempts: 0,
+            lease_until: None,
+            next_attempt_at: now,
+        }
+    }
+}
+
+/// How many attempts and how far apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before the run fails.
+    pub max_attempts: u32,
+    /// Delay after the first failure; it doubles after each further one.
+    pub base_delay_seconds: u32,
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> u32 {
+        let exp = attempt.saturating_sub(1).min(31);
+        let delay = u64::from(self.base_delay_seconds) << exp;
+        delay.min(u64::from(MAX_RETRY_DELAY_SECONDS)) as u32
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Send it now as attempt number `attempt`; the lease lasts until `lease_until`.
+    Dispatch {
+        /// 1-based attempt number.
+        attempt: u32,
+        /// The lease's end.
+        lease_until: Timestamp,
+    },
+    /// The run is final: drop the message.
+    Done,
+    /// Another attempt holds the lease: drop the message (the holder reports,
+    /// or the alarm re-enqueues if it dies).
+    InFlight,
+    /// Too early (a retry delay is running): try again at `at`.
+    NotYet {
+        /// When the run becomes due.
+        at: Timestamp,
+    },
+}
+
+/// Claims a run for one attempt; on [`Claim::Dispatch`], apply it with
+/// [`apply_claim`].
+pub fn claim(state: &RunState, now: Timestamp, lease_seconds: i64) -> Claim {
+    if state.status.is_final() {
+        return Claim::Done;
+    }
+    if state.lease_until.is_some_and(|l| l > now) {
+        return Claim::InFlight;
+    }
+    if state.next_attempt_at > now {
+        return Claim::NotYet {
+            at: state.next_attempt_at,
+        };
+    }
+    Claim::Dispatch {
+        attempt: state.attempts + 1,
+        lease_until: now.plus_secs(lease_seconds),
+    }
+}
+
+/// The state after a successful claim.
+pub fn apply_claim(state: &RunState, attempt: u32, lease_until: Timestamp) -> RunState {
+    RunState {
+        attempts: attempt,
+        lease_until: Some(lease_until),
+        ..*state
+    }
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptOutcome {
+    /// The target's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed, if it did (no secrets, no bodies).
+    pub error: Option<String>,
+}
+
+impl AttemptOutcome {
+    /// Whether the attempt succeeded: a 2xx answer.
+    pub fn is_success(&self) -> bool {
+        matches!(self.status, Some(s) if (200..300).contains(&s))
+    }
+
+    /// A short description for `last_error`.
+    pub fn describe(&self) -> Option<String> {
+        if self.is_success() {
+            return None;
+        }
+        Some(match (&self.error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(s)) => format!("target answered HTTP {s}"),
+            (None, None) => "no answer from target".to_string(),
+        })
+    }
+}
+
+/// What a report does to a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Mark delivered.
+    Delivered,
+    /// Mark the failure and try again at `at`.
+    Retry {
+        /// When the next attempt is due.
+        at: Timestamp,
+        /// The delay, for the queue message.
+        delay_seconds: u32,
+    },
+    /// Mark failed and dead-letter.
+    Failed,
+    /// Not the current attempt, or already final: change nothing.
+    Stale,
+}
+
+/// Settles attempt `attempt` with `outcome`.
+pub fn settle(
+    state: &RunState,
+    attempt: u32,
+    outcome: &AttemptOutcome,
+    now: Timestamp,
+    policy: RetryPolicy,
+) -> Settlement {
+    if state.status.is_final() || attempt != state.attempts || state.lease_until.is_none() {
+        return Settlement::Stale;
+    }
+    if outcome.is_success() {
+        return Settlement::Delivered;
+    }
+    if attempt >= policy.max_attempts {
+        return Settlement::Failed;
+    }
+    let delay = policy.delay_after(attempt);
+    Settlement::Retry {
+        at: now.plus_secs(i64::from(delay)),
+        delay_seconds: delay,
+    }
+}
+
+/// The state after a settlement (unchanged for [`Settlement::Stale`]).
+pub fn apply_settlement(state: &RunState, settlement: Settlement) -> RunState {
+    match settlement {
+        Settlement::Delivered => RunState {
+            status: RunStatus::Delivered,
+            lease_until: None,
+            ..*state
+        },
+        Settlement::Failed => RunState {
+            status: RunStatus::Failed,
+            lease_until: None,
+            ..*state
+        },
+        Settlement::Retry { at, .. } => RunState {
+            lease_until: None,
+            next_attempt_at: at,
+            ..*state
+        },
+        Settlement::Stale => *state,
+    }
+}
+
+/// Whether the alarm should re-enqueue a run: queued, not leased, and due for
+/// longer than [`REENQUEUE_GRACE_SECONDS`], so its message looks lost.
+pub fn needs_reenqueue(state: &RunState, now: Timestamp) -> bool {
+    if state.status.is_final() {
+        return false;
+    }
+    if state.lease_until.is_some_and(|l| l > now) {
+        return false;
+    }
+    let due = match state.lease_until {
+        // An expired lease: the attempt died; due since the lease ended.
+        Some(l) => l.max(state.next_attempt_at),
+        None => state.next_attempt_at,
+    };
+    now >= due.plus_secs(REENQUEUE_GRACE_SECONDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        base_delay_seconds: 10,
+    };
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn ok() -> AttemptOutcome {
+        AttemptOutcome {
+            status: Some(204),
+            error: None,
+        }
+    }
+    fn err500() -> AttemptOutcome {
+        AttemptOutcome {
+            status: Some(500),
+            error: None,
+        }
+    }
+
+    fn claimed(state: &RunState, now: Timestamp) -> (RunState, u32) {
+        match claim(state, now, 45) {
+            Claim::Dispatch {
+                attempt,
+                lease_until,
+            } => (apply_claim(state, attempt, lease_until), attempt),
+            other => panic!("expected dispatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn success_on_first_attempt() {
+        let s = RunState::new(T0);
+        let (s, a) = claimed(&s, T0);
+        assert_eq!(a, 1);
+        assert_eq!(
+            claim(&s, T0, 45),
+            Claim::InFlight,
+            "a second message finds the lease"
+        );
+        let st = settle(&s, a, &ok(), T0, POLICY);
+        assert_eq!(st, Settlement::Delivered);
+        let s = apply_settlement(&s, st);
+        assert_eq!(s.status, RunStatus::Delivered);
+        assert_eq!(
+            claim(&s, T0.plus_secs(999), 45),
+            Claim::Done,
+            "never sent again"
+        );
+        assert_eq!(
+            settle(&s, a, &ok(), T0, POLICY),
+            Settlement::Stale,
+            "never marked twice"
+        );
+    }
+
+    #[test]
+    fn retries_with_backoff_then_fails() {
+        let mut s = RunState::new(T0);
+        let mut now = T0;
+        let mut delays = Vec::new();
+        loop {
+            let (c, a) = claimed(&s, now);
+            let st = settle(&c, a, &err500(), now, POLICY);
+            s = apply_settlement(&c, st);
+            match st {
+                Settlement::Retry { at, delay_seconds } => {
+                    delays.push(delay_seconds);
+                    assert!(matches!(claim(&s, now, 45), Claim::NotYet { .. }));
+                    now = at;
+                }
+                Settlement::Failed => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(delays, vec![10, 20]);
+        assert_eq!(s.status, RunStatus::Failed);
+        assert_eq!(s.attempts, 3);
+    }
+
+    #[test]
+    fn stale_reports_change_nothing() {
+        let s = RunState::new(T0);
+        let (s1, a1) = claimed(&s, T0);
+        // The lease expires and another consumer claims attempt 2.
+        let later = T0.plus_secs(100);
+        let (s2, a2) = claimed(&s1, later);
+        assert_eq!(a2, 2);
+        assert_eq!(settle(&s2, a1, &ok(), later, POLICY), Settlement::Stale);
+        assert_eq!(settle(&s2, a2, &ok(), later, POLICY), Settlement::Delivered);
+    }
+
+    #[test]
+    fn delay_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 50,
+            base_delay_seconds: 600,
+        };
+        assert_eq!(p.delay_after(1), 600);
+        assert_eq!(p.delay_after(2), 1200);
+        assert_eq!(p.delay_after(10), MAX_RETRY_DELAY_SECONDS);
+        assert_eq!(p.delay_after(40), MAX_RETRY_DELAY_SECONDS);
+    }
+
+    #[test]
+    fn reenqueue_only_when_the_message_looks_lost() {
+        let s = RunState::new(T0);
+        assert!(!needs_reenqueue(&s, T0));
+        assert!(!needs_reenqueue(
+            &s,
+            T0.plus_secs(REENQUEUE_GRACE_SECONDS - 1)
+        ));
+        assert!(needs_reenqueue(&s, T0.plus_secs(REENQUEUE_GRACE_SECONDS)));
+        let (leased, _) = claimed(&s, T0);
+        assert!(!needs_reenqueue(&leased, T0.plus_secs(44)), "in flight");
+        assert!(
+            needs_reenqueue(&leased, T0.plus_secs(45 + REENQUEUE_GRACE_SECONDS)),
+            "holder died"
+        );
+        let done = apply_settlement(&leased, Settlement::Delivered);
+        assert!(!needs_reenqueue(&done, T0.plus_secs(10_000)));
+    }
+}
