@@ -160,7 +160,7 @@ impl TriggerView {
 /// `GET /api/triggers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerList {
-    /// Triggers, oldest first.
+    /// Triggers, in id order.
     pub triggers: Vec<TriggerView>,
     /// Pass as `cursor` for the next page; `None` on the last page.
     pub next_cursor: Option<String>,

@@ -187,7 +187,10 @@ pub fn parse_body(
         BodyFormat::Json => serde_json::from_slice(body)
             .map(Payload::Json)
             .map_err(|_| BodyError::NotJson),
-        BodyFormat::JsonOrForm if is_form(content_type) => {
+        // Senders (and curl) mislabel JSON as a form; JSON wins when it parses.
+        BodyFormat::JsonOrForm
+            if is_form(content_type) && serde_json::from_slice::<Value>(body).is_err() =>
+        {
             let fields: Vec<(String, String)> = url::form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
@@ -424,6 +427,16 @@ mod tests {
             b"payload=%7Bnope",
         );
         assert_eq!(bad, Err(BodyError::FormPayloadNotJson));
+    }
+
+    #[test]
+    fn mislabelled_json_is_json_and_slack_forms_are_forms() {
+        let form = Some("application/x-www-form-urlencoded");
+        let mislabelled = parse_body(Provider::Github, form, br#"{"a":1}"#);
+        assert_eq!(mislabelled, Ok(Payload::Json(json!({"a": 1}))));
+        let slash = parse_body(Provider::Slack, form, b"command=%2Fdeploy&text=").expect("form");
+        assert_eq!(slash.form_field("command"), Some("/deploy"));
+        assert_eq!(slash.json(), None);
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! The management API: authentication, then a thin translation to the
+//! Trigger object (or the registry) that owns the data.
+//!
+//! Every route but `GET /api/openapi.json` needs `Authorization: Bearer
+//! <ADMIN_TOKEN>`, compared in constant time; with no token configured the
+//! API fails closed. Trigger ids are checked by MAC before any object is
+//! touched, so an unknown id is a 404 without creating state.
+
+use edgehook_core::api::{TriggerList, TriggerView};
+use edgehook_core::id::{is_issued_trigger_id, looks_like, mint_trigger_id, DELIVERY_PREFIX};
+use edgehook_core::trigger::{TriggerConfig, TriggerCreate};
+use worker::{console_error, Env, Headers, Method, Request, Response};
+
+use crate::edge::{base_url, forwardable_headers};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{self, random};
+use crate::{keys, wire};
+
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
+    let Some(expected) = keys::admin_token(env) else {
+        console_error!("ADMIN_TOKEN is not configured; the management API refuses every request");
+        return Err(ApiError::Unauthorized);
+    };
+    let header = req
+        .headers()
+        .get("authorization")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .unwrap_or("")
+        .trim();
+    if token.is_empty() || !expected.matches(token.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(())
+}
+
+/// Handles `/api/...`; `segs` is the path after `api`.
+pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Response> {
+    if segs == ["openapi.json"] {
+        return Ok(http::bytes(
+            200,
+            "application/json",
+            OPENAPI.as_bytes().to_vec(),
+        ));
+    }
+    authorize(&req, env)?;
+    let method = req.method();
+    match segs {
+        ["triggers"] => match method {
+            Method::Get => list_triggers(&req, env).await,
+            Method::Post => create_trigger(&mut req, env).await,
+            _ => Err(ApiError::MethodNotAllowed("GET, POST")),
+        },
+        ["triggers", id, rest @ ..] => {
+            let key = keys::trigger_id_key(env)?;
+            if !is_issued_trigger_id(&key, id) {
+                return Err(ApiError::NotFound("trigger"));
+            }
+            let path = match (rest, &method) {
+                ([], Method::Get | Method::Patch | Method::Delete) => "/trigger".to_string(),
+                ([], _) => return Err(ApiError::MethodNotAllowed("GET, PATCH, DELETE")),
+                (["signing-secret"], Method::Put) => "/trigger/signing-secret".to_string(),
+                (["signing-secret"], _) => return Err(ApiError::MethodNotAllowed("PUT")),
+                (["deliveries"], Method::Get) => "/deliveries".to_string(),
+                (["deliveries"], _) => return Err(ApiError::MethodNotAllowed("GET")),
+                (["deliveries", d], Method::Get) => delivery_path(d, "")?,
+                (["deliveries", _], _) => return Err(ApiError::MethodNotAllowed("GET")),
+                (["deliveries", d, "replay"], Method::Post) => delivery_path(d, "/replay")?,
+                (["deliveries", _, "replay"], _) => return Err(ApiError::MethodNotAllowed("POST")),
+                (["changes"], Method::Get) => "/changes".to_string(),
+                (["changes"], _) => return Err(ApiError::MethodNotAllowed("GET")),
+                _ => return Err(ApiError::NotFound("route")),
+            };
+            forward(&mut req, env, id, method, &path).await
+        }
+        _ => Err(ApiError::NotFound("route")),
+    }
+}
+
+fn delivery_path(delivery_id: &str, suffix: &str) -> ApiResult<String> {
+    if !looks_like(DELIVERY_PREFIX, delivery_id) {
+        return Err(ApiError::NotFound("delivery"));
+    }
+    Ok(format!("/deliveries/{delivery_id}{suffix}"))
+}
+
+async fn forward(
+    req: &mut Request,
+    env: &Env,
+    id: &str,
+    method: Method,
+    path: &str,
+) -> ApiResult<Response> {
+    let url = req.url()?;
+    let path_and_query = match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let body = match method {
+        Method::Post | Method::Put | Method::Patch => {
+            Some(http::read_body_limited(req, 64 * 1024).await?)
+        }
+        _ => None,
+    };
+    let headers = forwardable_headers(req);
+    headers.set(wire::BASE_URL, &base_url(req, env))?;
+    let stub = wire::trigger_stub(env, id)?;
+    wire::call(&stub, method, &path_and_query, headers, body.as_deref()).await
+}
+
+async fn create_trigger(req: &mut Request, env: &Env) -> ApiResult<Response> {
+    let create: TriggerCreate = http::json_body(req).await?;
+    let key = keys::trigger_id_key(env)?;
+    let id = mint_trigger_id(&key, random::<10>()?);
+    let cfg = TriggerConfig::create(id.clone(), create, http::now())?;
+    let body = serde_json::to_vec(&cfg).map_err(|e| ApiError::internal("config json", e))?;
+    let headers = Headers::new();
+    headers.set(wire::BASE_URL, &base_url(req, env))?;
+    let stub = wire::trigger_stub(env, &id)?;
+    wire::call(&stub, Method::Put, "/trigger", headers, Some(&body)).await
+}
+
+async fn list_triggers(req: &Request, env: &Env) -> ApiResult<Response> {
+    let url = req.url()?;
+    let path_and_query = match url.query() {
+        Some(q) => format!("/triggers?{q}"),
+        None => "/triggers".to_string(),
+    };
+    let stub = wire::registry_stub(env)?;
+    let mut resp = wire::call(&stub, Method::Get, &path_and_query, Headers::new(), None).await?;
+    if resp.status_code() != 200 {
+        return Ok(resp);
+    }
+    let mut list: TriggerList = resp.json().await?;
+    // Ingress URLs follow the origin of this request (or PUBLIC_BASE_URL).
+    let base = base_url(req, env);
+    for t in &mut list.triggers {
+        let TriggerView { id, url, .. } = t;
+        *url = format!("{base}/hooks/{id}");
+    }
+    Ok(http::json(200, &list))
+}

@@ -1,0 +1,180 @@
+//! The queue consumer: claim a run, POST it to the target, report the outcome.
+//!
+//! The consumer holds no state and makes no decisions: the run's Trigger
+//! object grants each attempt (a lease, so duplicate messages cannot send a run
+//! twice at once), decides retries and dead-lettering from the report, and
+//! sends every follow-up message itself. The consumer acks every message it
+//! handled and retries only those it could not hand to the object.
+
+use std::time::Duration;
+
+use edgehook_core::dispatch::{outbound_headers, AttemptId};
+use edgehook_core::run::AttemptOutcome;
+use futures_util::future::{join_all, select, Either};
+use worker::{
+    console_error, js_sys, AbortController, Delay, Env, Fetch, Headers, Message, MessageBatch,
+    MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, RequestRedirect,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+use crate::keys;
+use crate::wire::{self, ClaimAnswer, Report, RunMessage};
+
+/// Delay before retrying a message the consumer could not process.
+const INFRA_RETRY_SECONDS: u32 = 5;
+
+/// What to do with a message.
+enum Next {
+    Ack,
+    RetryIn(u32),
+}
+
+/// Handles a batch from the runs queue.
+pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker::Result<()> {
+    let messages = batch.messages()?;
+    let key = match keys::dispatch_key(&env) {
+        Ok(k) => k,
+        Err(e) => {
+            // Never send unsigned: keep the messages until the key is fixed.
+            e.into_response();
+            for m in &messages {
+                retry(m, 60);
+            }
+            return Ok(());
+        }
+    };
+    join_all(messages.iter().map(|m| process(m, &env, &key))).await;
+    Ok(())
+}
+
+fn retry(m: &Message<serde_json::Value>, seconds: u32) {
+    m.retry_with_options(
+        &QueueRetryOptionsBuilder::new()
+            .with_delay_seconds(seconds)
+            .build(),
+    );
+}
+
+async fn process(m: &Message<serde_json::Value>, env: &Env, key: &[u8]) {
+    let Ok(msg) = serde_json::from_value::<RunMessage>(m.body().clone()) else {
+        console_error!("dropping a malformed run message {}", m.id());
+        m.ack();
+        return;
+    };
+    match dispatch(&msg, env, key).await {
+        Ok(Next::Ack) => m.ack(),
+        Ok(Next::RetryIn(s)) => retry(m, s),
+        Err(e) => {
+            e.into_response();
+            retry(m, INFRA_RETRY_SECONDS);
+        }
+    }
+}
+
+async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
+    let stub = wire::trigger_stub(env, &msg.trigger_id)?;
+    let mut resp = wire::call(
+        &stub,
+        Method::Post,
+        &format!("/runs/{}/claim", msg.run_id),
+        Headers::new(),
+        None,
+    )
+    .await?;
+    if resp.status_code() != 200 {
+        return Err(ApiError::Internal(format!(
+            "claim answered {}",
+            resp.status_code()
+        )));
+    }
+    let bytes = resp.bytes().await?;
+    let (answer, body) = wire::unframe::<ClaimAnswer>(&bytes)?;
+    let (attempt, delivery_id, target_url, timeout_seconds, headers) = match answer {
+        ClaimAnswer::Drop => return Ok(Next::Ack),
+        ClaimAnswer::Later { delay_seconds } => return Ok(Next::RetryIn(delay_seconds.max(1))),
+        ClaimAnswer::Dispatch {
+            attempt,
+            delivery_id,
+            target_url,
+            timeout_seconds,
+            headers,
+        } => (attempt, delivery_id, target_url, timeout_seconds, headers),
+    };
+    let id = AttemptId {
+        trigger_id: &msg.trigger_id,
+        delivery_id: &delivery_id,
+        run_id: &msg.run_id,
+        attempt,
+    };
+    let outbound = outbound_headers(&headers, id, key, http::now().secs(), body);
+    let outcome = send(&target_url, &outbound, body, timeout_seconds).await;
+    let report = serde_json::to_vec(&Report { attempt, outcome })
+        .map_err(|e| ApiError::internal("report json", e))?;
+    // A lost report would make the alarm send the run again after its lease;
+    // try a few times before leaving it to that.
+    let path = format!("/runs/{}/report", msg.run_id);
+    let mut last = None;
+    for _ in 0..3 {
+        match wire::call(&stub, Method::Post, &path, Headers::new(), Some(&report)).await {
+            Ok(r) if r.status_code() == 200 => return Ok(Next::Ack),
+            Ok(r) => {
+                last = Some(ApiError::Internal(format!(
+                    "report answered {}",
+                    r.status_code()
+                )))
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    // The attempt happened; the lease and the alarm take it from here.
+    if let Some(e) = last {
+        e.into_response();
+    }
+    Ok(Next::Ack)
+}
+
+/// POSTs one attempt, with a timeout. Redirects are not followed: a 3xx is a
+/// failed attempt, as the target's address should be fixed in the trigger.
+async fn send(
+    url: &str,
+    headers: &edgehook_core::HeaderList,
+    body: &[u8],
+    timeout_seconds: u32,
+) -> AttemptOutcome {
+    let failed = |error: String| AttemptOutcome {
+        status: None,
+        error: Some(error),
+    };
+    let h = Headers::new();
+    for (name, value) in headers.iter() {
+        // A stored header the runtime refuses to send is skipped, not fatal.
+        let _ = h.append(name, value);
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(h)
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(Some(js_sys::Uint8Array::from(body).into()));
+    let req = match Request::new_with_init(url, &init) {
+        Ok(r) => r,
+        Err(_) => return failed("the target URL cannot be requested".into()),
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let request = Fetch::Request(req);
+    let fetch = Box::pin(request.send_with_signal(&signal));
+    let timeout = Box::pin(Delay::from(Duration::from_secs(u64::from(timeout_seconds))));
+    let result = select(fetch, timeout).await;
+    match result {
+        Either::Left((Ok(resp), _)) => AttemptOutcome {
+            status: Some(resp.status_code()),
+            error: None,
+        },
+        Either::Left((Err(e), _)) => failed(format!("request failed: {e}")),
+        Either::Right(_) => {
+            controller.abort();
+            failed(format!("timed out after {timeout_seconds}s"))
+        }
+    }
+}

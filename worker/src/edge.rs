@@ -1,0 +1,67 @@
+//! The stateless edge: routing and the checks that need no storage.
+//!
+//! Ingress (`POST /hooks/{trigger_id}`) checks here, in this order: the trigger
+//! id's MAC (a forged id is a 404 and never reaches a Durable Object), the
+//! method, and the hard body limit while streaming. Everything that depends on
+//! the trigger (its body limit, signature, dedupe) happens in its object.
+
+use edgehook_core::id::is_issued_trigger_id;
+use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
+use serde_json::json;
+use worker::{Env, Headers, Method, Request, Response};
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{self, INTERNAL_PREFIX};
+use crate::{admin, keys, wire};
+
+/// Handles one request to the Worker.
+pub async fn handle(req: Request, env: Env) -> ApiResult<Response> {
+    let url = req.url()?;
+    let path = url.path().to_string();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["hooks", id] => ingress(req, &env, id).await,
+        ["hooks", ..] => Err(ApiError::NotFound("trigger")),
+        ["api", rest @ ..] => admin::handle(req, &env, rest).await,
+        [""] | ["healthz"] => Ok(http::json(200, &json!({"ok": true, "service": "edgehook"}))),
+        _ => Err(ApiError::NotFound("route")),
+    }
+}
+
+/// The public origin for ingress URLs.
+pub fn base_url(req: &Request, env: &Env) -> String {
+    if let Some(base) = keys::public_base_url(env) {
+        return base;
+    }
+    match req.url() {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Copies client headers, dropping any that pose as internal ones.
+pub fn forwardable_headers(req: &Request) -> Headers {
+    let out = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !name.to_ascii_lowercase().starts_with(INTERNAL_PREFIX) {
+            let _ = out.append(&name, &value);
+        }
+    }
+    out
+}
+
+async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
+    let key = keys::trigger_id_key(env)?;
+    if !is_issued_trigger_id(&key, id) {
+        return Err(ApiError::NotFound("trigger"));
+    }
+    if req.method() != Method::Post {
+        return Err(ApiError::MethodNotAllowed("POST"));
+    }
+    let received_at = http::now();
+    let body = http::read_body_limited(&mut req, MAX_BODY_BYTES_LIMIT).await?;
+    let headers = forwardable_headers(&req);
+    headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
+    let stub = wire::trigger_stub(env, id)?;
+    wire::call(&stub, Method::Post, "/ingest", headers, Some(&body)).await
+}

@@ -1,0 +1,136 @@
+//! The Worker's one error type and its one HTTP mapping.
+//!
+//! Client errors carry their status and a stable `error` code and are not
+//! logged as failures. Everything else is [`ApiError::Internal`]: it is logged
+//! with its context and answers a bare `500 {"error":"internal"}`, so no
+//! internal detail (and no secret) reaches a response. Every 5xx is a bug.
+
+use serde_json::{json, Value};
+use worker::{console_error, Response};
+
+/// An error that ends a request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is malformed or invalid.
+    BadRequest {
+        /// Stable code, e.g. `invalid_request`, `invalid_body`.
+        code: &'static str,
+        /// A sentence for a person.
+        message: String,
+        /// The offending field, when there is one.
+        field: Option<&'static str>,
+    },
+    /// 401: no or wrong bearer token.
+    Unauthorized,
+    /// 404: the named thing does not exist (or is not this trigger's).
+    NotFound(&'static str),
+    /// 405: the route exists with other methods.
+    MethodNotAllowed(&'static str),
+    /// 409: the request conflicts with the resource's state.
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// A sentence for a person.
+        message: String,
+    },
+    /// 413: the body is larger than allowed.
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// 500: a bug or a platform failure; logged, never detailed.
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 `invalid_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_request",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// An internal error with context, for the log.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        ApiError::Internal(format!("{context}: {err}"))
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest { .. } => 400,
+            ApiError::Unauthorized => 401,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::Conflict { .. } => 409,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    fn body(&self) -> Value {
+        match self {
+            ApiError::BadRequest {
+                code,
+                message,
+                field,
+            } => {
+                let mut v = json!({"error": code, "message": message});
+                if let Some(f) = field {
+                    v["field"] = json!(f);
+                }
+                v
+            }
+            ApiError::Unauthorized => {
+                json!({"error": "unauthorized", "message": "a valid bearer token is required"})
+            }
+            ApiError::NotFound(what) => {
+                json!({"error": "not_found", "message": format!("{what} not found")})
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                json!({"error": "method_not_allowed", "message": format!("allowed: {allow}")})
+            }
+            ApiError::Conflict { code, message } => json!({"error": code, "message": message}),
+            ApiError::PayloadTooLarge { limit } => json!({
+                "error": "payload_too_large",
+                "message": format!("the body exceeds the limit of {limit} bytes"),
+                "limit": limit
+            }),
+            ApiError::Internal(_) => json!({"error": "internal"}),
+        }
+    }
+
+    /// The response, logging internal errors on the way.
+    pub fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            console_error!("internal error: {detail}");
+        }
+        let status = self.status();
+        let mut resp = crate::http::json(status, &self.body());
+        if let ApiError::MethodNotAllowed(allow) = &self {
+            let _ = resp.headers_mut().set("allow", allow);
+        }
+        resp
+    }
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(err: worker::Error) -> Self {
+        ApiError::Internal(format!("runtime: {err}"))
+    }
+}
+
+impl From<edgehook_core::ConfigError> for ApiError {
+    fn from(err: edgehook_core::ConfigError) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_request",
+            message: err.to_string(),
+            field: Some(err.field),
+        }
+    }
+}
+
+/// A request handler's result.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,133 @@
+//! The Registry Durable Object: the list of triggers.
+//!
+//! Ingress never touches it; only trigger listing (the operator's and the
+//! backfill's) does. Each Trigger object pushes its view here after every
+//! configuration change, and its alarm retries a push that failed, so the
+//! registry converges on the triggers' own state. Deleted triggers stay listed
+//! with `deleted_at`, so the backfill can mark their rows.
+
+use edgehook_core::api::TriggerView;
+use serde::Deserialize;
+use serde_json::json;
+use worker::{durable_object, Env, Method, Request, Response, SqlStorageValue as V, State};
+
+use crate::error::{ApiError, ApiResult};
+use crate::http;
+
+/// The trigger registry (a single instance).
+#[durable_object]
+pub struct Registry {
+    state: State,
+    #[allow(dead_code)]
+    env: Env,
+}
+
+impl worker::DurableObject for Registry {
+    fn new(state: State, env: Env) -> Self {
+        Registry { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        Ok(match self.route(req).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    view: String,
+}
+
+impl Registry {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn migrate(&self) -> ApiResult<()> {
+        self.sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS triggers (
+                    id TEXT PRIMARY KEY,
+                    created_at TEXT NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    view TEXT NOT NULL
+                )",
+                None,
+            )
+            .map_err(|e| ApiError::internal("registry migrate", e))?;
+        Ok(())
+    }
+
+    async fn route(&self, mut req: Request) -> ApiResult<Response> {
+        self.migrate()?;
+        let url = req.url()?;
+        let path = url.path().to_string();
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method(), segs.as_slice()) {
+            (Method::Put, ["triggers", id]) => {
+                let body = req.bytes().await?;
+                let view: TriggerView = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::internal("registry body", e))?;
+                if view.id != *id {
+                    return Err(ApiError::bad_request("id mismatch"));
+                }
+                let text = serde_json::to_string(&view)
+                    .map_err(|e| ApiError::internal("registry json", e))?;
+                self.sql()
+                    .exec(
+                        "INSERT INTO triggers (id, created_at, deleted, view) VALUES (?, ?, ?, ?)
+                         ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, view = excluded.view",
+                        vec![
+                            V::String(view.id.clone()),
+                            V::String(view.created_at.clone()),
+                            V::Integer(i64::from(view.deleted_at.is_some())),
+                            V::String(text),
+                        ],
+                    )
+                    .map_err(|e| ApiError::internal("registry upsert", e))?;
+                Ok(http::json(200, &json!({"ok": true})))
+            }
+            (Method::Get, ["triggers"]) => {
+                let include_deleted =
+                    http::query_param(&url, "include_deleted").as_deref() == Some("true");
+                let limit: i64 = http::query_param(&url, "limit")
+                    .and_then(|l| l.parse().ok())
+                    .filter(|l| (1..=1000).contains(l))
+                    .unwrap_or(100);
+                let after = http::query_param(&url, "cursor").unwrap_or_default();
+                let rows: Vec<Row> = self
+                    .sql()
+                    .exec(
+                        "SELECT id, view FROM triggers WHERE id > ? AND (deleted = 0 OR ? = 1)
+                         ORDER BY id LIMIT ?",
+                        vec![
+                            V::String(after),
+                            V::Integer(i64::from(include_deleted)),
+                            V::Integer(limit + 1),
+                        ],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(|e| ApiError::internal("registry list", e))?;
+                let more = rows.len() as i64 > limit;
+                let rows: Vec<Row> = rows.into_iter().take(limit as usize).collect();
+                let next = if more {
+                    rows.last().map(|r| r.id.clone())
+                } else {
+                    None
+                };
+                let views: Vec<TriggerView> = rows
+                    .iter()
+                    .filter_map(|r| serde_json::from_str(&r.view).ok())
+                    .collect();
+                Ok(http::json(
+                    200,
+                    &json!({"triggers": views, "next_cursor": next}),
+                ))
+            }
+            _ => Err(ApiError::NotFound("route")),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The internal protocol between the Worker and its Durable Objects.
+//!
+//! Objects are reached with `fetch` on a fixed internal origin; the Worker has
+//! already authenticated the caller and checked the trigger id. Metadata that
+//! must not come from a client travels in `x-edgehook-internal-*` headers,
+//! which the Worker strips from client requests. Binary payloads (a claimed
+//! run's body) are framed as a 4-byte big-endian length, JSON, then bytes.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use worker::{js_sys, Headers, Method, Request, RequestInit, Response, Stub};
+
+use crate::error::{ApiError, ApiResult};
+
+/// The origin of internal requests.
+pub const ORIGIN: &str = "https://edgehook.internal";
+/// The edge's receive time (ms), set by the Worker on ingest.
+pub const RECEIVED_AT: &str = "x-edgehook-internal-received-at";
+/// The public base URL, for ingress URLs in trigger views.
+pub const BASE_URL: &str = "x-edgehook-internal-base-url";
+/// Durable Object binding of trigger ledgers.
+pub const TRIGGERS: &str = "TRIGGERS";
+/// Durable Object binding of the trigger registry.
+pub const REGISTRY: &str = "REGISTRY";
+/// Queue binding for runs.
+pub const RUNS_QUEUE: &str = "RUNS";
+/// Queue binding for dead letters.
+pub const DLQ_QUEUE: &str = "DLQ";
+
+/// A run message on the queue: it names the run, nothing more, so it stays
+/// far below the queue's message size limit whatever the body size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMessage {
+    /// The trigger.
+    pub trigger_id: String,
+    /// The run.
+    pub run_id: String,
+}
+
+/// A dead-letter message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The trigger.
+    pub trigger_id: String,
+    /// The run.
+    pub run_id: String,
+    /// Its delivery.
+    pub delivery_id: String,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// What a claim answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ClaimAnswer {
+    /// Send it; the frame's bytes are the body.
+    Dispatch {
+        /// 1-based attempt number.
+        attempt: u32,
+        /// Its delivery.
+        delivery_id: String,
+        /// Where to send it.
+        target_url: String,
+        /// Dispatch timeout.
+        timeout_seconds: u32,
+        /// Stored (redacted) request headers.
+        headers: edgehook_core::HeaderList,
+    },
+    /// Final, gone, or someone else's: drop the message.
+    Drop,
+    /// Not due yet: retry the message after this many seconds.
+    Later {
+        /// Delay.
+        delay_seconds: u32,
+    },
+}
+
+/// The consumer's report of one attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The claimed attempt number.
+    pub attempt: u32,
+    /// The outcome.
+    pub outcome: edgehook_core::run::AttemptOutcome,
+}
+
+/// Frames `meta` and `body`.
+pub fn frame<T: Serialize>(meta: &T, body: &[u8]) -> ApiResult<Vec<u8>> {
+    let meta = serde_json::to_vec(meta).map_err(|e| ApiError::internal("frame", e))?;
+    let len = u32::try_from(meta.len()).map_err(|e| ApiError::internal("frame", e))?;
+    let mut out = Vec::with_capacity(4 + meta.len() + body.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Splits a frame.
+pub fn unframe<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<(T, &[u8])> {
+    let bad = || ApiError::Internal("malformed internal frame".into());
+    let len_bytes: [u8; 4] = bytes
+        .get(..4)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    let meta = bytes.get(4..4 + len).ok_or_else(bad)?;
+    let meta = serde_json::from_slice(meta).map_err(|e| ApiError::internal("unframe", e))?;
+    Ok((meta, &bytes[4 + len..]))
+}
+
+/// Calls a Durable Object.
+pub async fn call(
+    stub: &Stub,
+    method: Method,
+    path_and_query: &str,
+    headers: Headers,
+    body: Option<&[u8]>,
+) -> ApiResult<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(b) = body {
+        init.with_body(Some(js_sys::Uint8Array::from(b).into()));
+    }
+    let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
+    Ok(stub.fetch_with_request(req).await?)
+}
+
+/// The stub of trigger `id`'s ledger.
+pub fn trigger_stub(env: &worker::Env, id: &str) -> ApiResult<Stub> {
+    Ok(env.durable_object(TRIGGERS)?.id_from_name(id)?.get_stub()?)
+}
+
+/// The stub of the registry (a single object).
+pub fn registry_stub(env: &worker::Env) -> ApiResult<Stub> {
+    Ok(env
+        .durable_object(REGISTRY)?
+        .id_from_name("registry")?
+        .get_stub()?)
+}
