@@ -3,7 +3,9 @@
 //! The core sees request headers as an ordered list of lower-cased names and
 //! values, independent of any HTTP library, and stores them the same way.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The text that replaces a credential in stored headers.
 pub const REDACTED: &str = "[redacted]";
@@ -19,10 +21,44 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
     "x-edgehook-token",
 ];
 
-/// An ordered list of `(name, value)` pairs with lower-cased names.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// An ordered list of `(name, value)` pairs with lower-cased names. It
+/// serialises as a JSON object in order (`{"content-type": "…"}`); a repeated
+/// name keeps every value on the way in and the first on the way out of JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderList(Vec<(String, String)>);
+
+impl Serialize for HeaderList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        let mut seen = std::collections::HashSet::new();
+        for (n, v) in &self.0 {
+            if seen.insert(n.as_str()) {
+                map.serialize_entry(n, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of header names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<HeaderList, A::Error> {
+                let mut out = Vec::new();
+                while let Some((n, v)) = access.next_entry::<String, String>()? {
+                    out.push((n.to_ascii_lowercase(), v));
+                }
+                Ok(HeaderList(out))
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
 
 impl HeaderList {
     /// An empty list.
@@ -110,6 +146,15 @@ mod tests {
         assert_eq!(h.get("x-github-event"), Some("push"));
         assert_eq!(h.get("X-GITHUB-EVENT"), Some("push"));
         assert_eq!(h.get("x-other"), None);
+    }
+
+    #[test]
+    fn serialises_as_an_ordered_object() {
+        let h = HeaderList::from_pairs([("B", "1"), ("a", "2")]);
+        let text = serde_json::to_string(&h).expect("json");
+        assert_eq!(text, r#"{"b":"1","a":"2"}"#);
+        let back: HeaderList = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, h);
     }
 
     #[test]

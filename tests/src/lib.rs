@@ -1,0 +1,603 @@
+//! The end-to-end harness.
+//!
+//! [`Edge`] runs the real Worker under `wrangler dev` (workerd with local
+//! Durable Objects, SQLite storage and Queues) on a free loopback port, with
+//! its own state directory and its own secrets. [`Capture`] is a target server
+//! on loopback that records every request and answers as its path says.
+//! Each test binary starts one edge and shares it across its tests; tests get
+//! fresh state by creating their own triggers.
+//!
+//! Every response the harness sees is checked against every secret the suite
+//! configured: a secret in a response body or header fails the test at once.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use edgehook_core::encoding::{b64, b64_decode};
+pub use edgehook_core::verify::hmac_sha256;
+
+/// Secrets configured anywhere in this test process.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Registers a secret that no response may contain.
+pub fn register_secret(secret: &str) {
+    // Very short values would match by accident; the suite uses long ones.
+    if secret.len() >= 8 {
+        SECRETS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(secret.to_string());
+    }
+}
+
+fn assert_no_secret(context: &str, text: &str) {
+    for s in SECRETS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        assert!(
+            !text.contains(s.as_str()),
+            "a configured secret appears in {context}"
+        );
+    }
+}
+
+/// The project root (the workspace).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.body))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running local edge.
+pub struct Edge {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The management API's bearer token.
+    pub admin_token: String,
+    /// The dispatch signing secret (`whsec_…`).
+    pub dispatch_secret: String,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    agent: ureq::Agent,
+}
+
+impl Edge {
+    /// Starts an edge with fresh state in a new directory.
+    pub fn start() -> Edge {
+        let dir = std::env::temp_dir().join(format!(
+            "edgehook-e2e-{}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
+        std::fs::create_dir_all(&dir).expect("create state dir");
+        let admin_token = format!("adm_{}", random_hex(16));
+        let key = random_hex(24);
+        let dispatch_secret = format!("whsec_{}", b64(key.as_bytes()));
+        register_secret(&admin_token);
+        register_secret(&dispatch_secret);
+        std::fs::write(
+            dir.join(".dev.vars"),
+            format!("ADMIN_TOKEN={admin_token}\nDISPATCH_SECRET={dispatch_secret}\n"),
+        )
+        .expect("write .dev.vars");
+        write_config(&dir);
+        let mut edge = Edge {
+            base: String::new(),
+            admin_token,
+            dispatch_secret,
+            dir,
+            port: free_port(),
+            child: None,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .max_idle_connections_per_host(64)
+                .build(),
+        };
+        edge.spawn();
+        edge
+    }
+
+    /// The directory holding config, secrets, logs and state.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The Durable Object state directory of the Trigger class.
+    pub fn trigger_state_dir(&self) -> PathBuf {
+        self.dir.join("state/v3/do/edgehook-Trigger")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("wrangler.log")
+    }
+
+    /// The tail of wrangler's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// The whole wrangler log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let root = root();
+        let wrangler = root.join("node_modules/.bin/wrangler");
+        assert!(
+            root.join("build/worker/shim.mjs").exists(),
+            "the Worker is not built: run `make build` (make test does)"
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open log");
+        let mut cmd = Command::new(wrangler);
+        cmd.args(["dev", "--config"])
+            .arg(self.dir.join("wrangler.toml"))
+            .args(["--ip", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(self.dir.join("state"))
+            .arg("--show-interactive-dev-session=false")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("EDGEHOOK_SKIP_BUILD", "1")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn wrangler");
+        let pgid = child.id();
+        // The test harness does not run destructors of statics: a watchdog
+        // stops wrangler (and its workerd) when this test process exits.
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg("while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -INT -- -\"$2\" 2>/dev/null; sleep 3; kill -KILL -- -\"$2\" 2>/dev/null")
+            .args(["watchdog", &std::process::id().to_string(), &pgid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        self.child = Some(child);
+        self.base = format!("http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("wrangler exited with {status}:\n{}", self.log_tail());
+                }
+            }
+            if let Ok(r) = self.agent.get(&format!("{}/healthz", self.base)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrangler did not become ready:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Kills wrangler and workerd with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+        // Wait for the port to be free again.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts wrangler again on the same state and port.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Sends a request and returns its response, whatever the status.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.agent.request(method, &url);
+        for (n, v) in headers {
+            req = req.set(n, v);
+        }
+        let result = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path} failed: {e}\n{}", self.log_tail()),
+        };
+        let status = resp.status();
+        let headers: Vec<(String, String)> = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| {
+                resp.header(&n)
+                    .map(|v| (n.to_ascii_lowercase(), v.to_string()))
+            })
+            .collect();
+        let mut body = String::new();
+        let _ = resp
+            .into_reader()
+            .take(64 * 1024 * 1024)
+            .read_to_string(&mut body);
+        for (n, v) in &headers {
+            assert_no_secret(&format!("header {n} of {method} {path}"), v);
+        }
+        assert_no_secret(&format!("the body of {method} {path}"), &body);
+        assert!(
+            status < 500,
+            "{method} {path} answered {status}: {body}\n{}",
+            self.log_tail()
+        );
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A management API call with the admin token.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let auth = format!("Bearer {}", self.admin_token);
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        self.request(
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            bytes.as_deref(),
+        )
+    }
+
+    /// Creates a trigger (registering its secret) and returns it.
+    pub fn create_trigger(&self, body: Value) -> Value {
+        if let Some(s) = body.get("signing_secret").and_then(Value::as_str) {
+            register_secret(s);
+        }
+        let r = self.admin("POST", "/api/triggers", Some(&body));
+        assert_eq!(r.status, 201, "create trigger: {}", r.body);
+        r.json()
+    }
+
+    /// Posts to a trigger's ingress URL.
+    pub fn hook(&self, trigger_id: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.request("POST", &format!("/hooks/{trigger_id}"), headers, Some(body))
+    }
+
+    /// A delivery's full detail.
+    pub fn delivery(&self, trigger_id: &str, delivery_id: &str) -> Value {
+        let r = self.admin(
+            "GET",
+            &format!("/api/triggers/{trigger_id}/deliveries/{delivery_id}"),
+            None,
+        );
+        assert_eq!(r.status, 200, "get delivery: {}", r.body);
+        r.json()
+    }
+
+    /// Polls a delivery until `done` holds, or panics after `timeout`.
+    pub fn wait_delivery(
+        &self,
+        trigger_id: &str,
+        delivery_id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.delivery(trigger_id, delivery_id);
+            if done(&d) {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delivery did not reach the expected state: {d}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every delivery of a trigger, through the change feed.
+    pub fn all_changes(&self, trigger_id: &str) -> Vec<Value> {
+        let mut after = 0;
+        let mut out = Vec::new();
+        loop {
+            let r = self.admin(
+                "GET",
+                &format!("/api/triggers/{trigger_id}/changes?after={after}&limit=100"),
+                None,
+            );
+            assert_eq!(r.status, 200, "changes: {}", r.body);
+            let page = r.json();
+            out.extend(page["changes"].as_array().cloned().unwrap_or_default());
+            after = page["next_after"].as_i64().expect("next_after");
+            if !page["has_more"].as_bool().unwrap_or(false) {
+                return out;
+            }
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", "--", &format!("-{}", child.id())])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes a wrangler config for prebuilt output: the project's own, with an
+/// absolute `main` and no `[build]` section (the harness builds once).
+fn write_config(dir: &Path) {
+    let root = root().canonicalize().expect("root");
+    let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("read wrangler.toml");
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            skipping = trimmed == "[build]";
+        }
+        if skipping {
+            continue;
+        }
+        if trimmed.starts_with("main =") {
+            out.push_str(&format!(
+                "main = \"{}\"\n",
+                root.join("build/worker/shim.mjs").display()
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(dir.join("wrangler.toml"), out).expect("write wrangler.toml");
+}
+
+/// The edge shared by all tests of one test binary.
+pub fn shared() -> &'static Edge {
+    static EDGE: OnceLock<Edge> = OnceLock::new();
+    EDGE.get_or_init(Edge::start)
+}
+
+/// One request a [`Capture`] server received.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Path and query.
+    pub path: String,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Captured {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A target server on loopback. Its answer depends on the path:
+/// `/ok/…` 200; `/fail/…` 500; `/flaky/{n}/…` 500 for the first `n` requests
+/// to that path, then 200; `/slow/{ms}/…` 200 after `ms` milliseconds.
+pub struct Capture {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    seen: Arc<Mutex<Vec<Captured>>>,
+}
+
+impl Capture {
+    /// Starts a capture server.
+    pub fn start() -> Capture {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("capture server");
+        let port = server.server_addr().to_ip().expect("ip addr").port();
+        let seen: Arc<Mutex<Vec<Captured>>> = Arc::new(Mutex::new(Vec::new()));
+        let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::new(Mutex::new(HashMap::new()));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            for mut req in server.incoming_requests() {
+                let seen = seen2.clone();
+                let counts = counts.clone();
+                std::thread::spawn(move || {
+                    let mut body = Vec::new();
+                    let _ = req.as_reader().read_to_end(&mut body);
+                    let path = req.url().to_string();
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.field.as_str().as_str().to_ascii_lowercase(),
+                                h.value.as_str().to_string(),
+                            )
+                        })
+                        .collect();
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Captured {
+                            path: path.clone(),
+                            headers,
+                            body,
+                            at: Instant::now(),
+                        });
+                    let n = {
+                        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                        let e = c.entry(path.clone()).or_insert(0);
+                        *e += 1;
+                        *e
+                    };
+                    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                    let status = match segs.as_slice() {
+                        ["fail", ..] => 500,
+                        ["flaky", k, ..] => {
+                            if n <= k.parse::<u32>().unwrap_or(0) {
+                                500
+                            } else {
+                                200
+                            }
+                        }
+                        ["slow", ms, ..] => {
+                            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+                            200
+                        }
+                        _ => 200,
+                    };
+                    let _ = req
+                        .respond(tiny_http::Response::from_string("ok").with_status_code(status));
+                });
+            }
+        });
+        Capture {
+            base: format!("http://127.0.0.1:{port}"),
+            seen,
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Requests received for `path` so far.
+    pub fn received(&self, path: &str) -> Vec<Captured> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| c.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `path` has received at least `n` requests.
+    pub fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Captured> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} received {} of {n} requests",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A unique name for a test's paths and triggers.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", random_hex(6))
+}
+
+/// GitHub's `X-Hub-Signature-256` value.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), &[body])))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seconds since the epoch, from this machine's clock (the edge's is the same).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
