@@ -249,21 +249,25 @@ pub fn apply_settlement(state: &RunState, settlement: Settlement) -> RunState {
     }
 }
 
-/// Whether the alarm should re-enqueue a run: queued, not leased, and due for
-/// longer than [`REENQUEUE_GRACE_SECONDS`], so its message looks lost.
-pub fn needs_reenqueue(state: &RunState, now: Timestamp) -> bool {
+/// When the alarm should look at a run again: for an attempt in flight, when
+/// its lease ends (the lease already outlasts the timeout, so an unreported
+/// attempt is dead by then); otherwise [`REENQUEUE_GRACE_SECONDS`] after it
+/// became due, by which time a healthy queue has delivered its message.
+/// `None` for a final run.
+pub fn recheck_at(state: &RunState) -> Option<Timestamp> {
     if state.status.is_final() {
-        return false;
+        return None;
     }
-    if state.lease_until.is_some_and(|l| l > now) {
-        return false;
-    }
-    let due = match state.lease_until {
-        // An expired lease: the attempt died; due since the lease ended.
-        Some(l) => l.max(state.next_attempt_at),
-        None => state.next_attempt_at,
-    };
-    now >= due.plus_secs(REENQUEUE_GRACE_SECONDS)
+    Some(match state.lease_until {
+        Some(lease) => lease,
+        None => state.next_attempt_at.plus_secs(REENQUEUE_GRACE_SECONDS),
+    })
+}
+
+/// Whether the alarm should re-enqueue a run at `now`: its message looks lost
+/// or its attempt died.
+pub fn needs_reenqueue(state: &RunState, now: Timestamp) -> bool {
+    recheck_at(state).is_some_and(|at| now >= at)
 }
 
 #[cfg(test)]
@@ -390,5 +394,6 @@ mod tests {
         );
         let done = apply_settlement(&leased, Settlement::Delivered);
         assert!(!needs_reenqueue(&done, T0.plus_secs(10_000)));
+        assert_eq!(recheck_at(&done), None);
     }
 }

@@ -572,16 +572,22 @@ impl Ledger {
         Ok(())
     }
 
-    /// Queued runs the alarm should look at: unleased (or lease expired) and
-    /// due at least `grace_ms` ago.
+    /// Queued runs the alarm should look at: an attempt whose lease has
+    /// ended, or a run due at least `grace_ms` ago with no attempt in flight.
+    /// (The same rule as `edgehook_core::run::recheck_at`, as a query.)
     pub fn stale_runs(&self, now: Timestamp, grace_ms: i64, limit: u32) -> ApiResult<Vec<RunRow>> {
-        let cutoff = now.millis() - grace_ms;
         self.rows(
             "stale runs",
             "SELECT id, delivery_id, status, attempts, lease_until, next_attempt_at FROM runs
-             WHERE status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
+             WHERE status = 'queued'
+               AND ((lease_until IS NOT NULL AND lease_until <= ?)
+                 OR (lease_until IS NULL AND next_attempt_at <= ?))
              ORDER BY next_attempt_at LIMIT ?",
-            vec![i(cutoff), i(cutoff), i(i64::from(limit))],
+            vec![
+                i(now.millis()),
+                i(now.millis() - grace_ms),
+                i(i64::from(limit)),
+            ],
         )
     }
 
@@ -595,17 +601,17 @@ impl Ledger {
         )
     }
 
-    /// When the alarm next has run work: the earliest moment an open run could
-    /// need re-enqueueing (before adding the grace).
-    pub fn next_run_check(&self) -> ApiResult<Option<i64>> {
+    /// When the alarm next has work: the earliest `recheck_at` of an open run
+    /// (`grace_ms` after due, or at lease end), or at once for an owed dead letter.
+    pub fn next_run_check(&self, grace_ms: i64) -> ApiResult<Option<i64>> {
         #[derive(Deserialize)]
         struct Next {
             due: Option<i64>,
         }
         let rows = self.rows::<Next>(
             "next run check",
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) AS due FROM runs WHERE status = 'queued'",
-            vec![],
+            "SELECT MIN(COALESCE(lease_until, next_attempt_at + ?)) AS due FROM runs WHERE status = 'queued'",
+            vec![i(grace_ms)],
         )?;
         let pending = self.rows::<Next>(
             "next run check",

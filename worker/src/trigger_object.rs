@@ -39,6 +39,8 @@ use crate::wire::{self, ClaimAnswer, DeadLetter, Report, RunMessage};
 /// The first alarm after a new run: late enough that a healthy consumer has
 /// finished, soon enough that a lost message is re-sent within a minute.
 const FIRST_CHECK_MS: i64 = (REENQUEUE_GRACE_SECONDS + 5) * 1000;
+/// The re-enqueue grace in milliseconds.
+const GRACE_MS: i64 = REENQUEUE_GRACE_SECONDS * 1000;
 /// How often retention runs while deliveries exist.
 const RETENTION_INTERVAL_MS: i64 = 3_600_000;
 /// Most runs re-enqueued per alarm.
@@ -106,7 +108,7 @@ impl Trigger {
         self.ready.set(true);
         // An instance that died between an insert and its alarm (or whose
         // alarm was lost) recovers here: open work always has an alarm.
-        if existing.is_none() && self.ledger().next_run_check()?.is_some() {
+        if existing.is_none() && self.ledger().next_run_check(GRACE_MS)?.is_some() {
             let at = now().millis() + 1000;
             if let Some(p) = self.schedule_alarm(at)? {
                 JsFuture::from(p)
@@ -692,8 +694,7 @@ impl Trigger {
                 lease_until,
             } => {
                 ledger.claim_run(run_id, attempt, lease_until, now)?;
-                let alarm = self
-                    .schedule_alarm(lease_until.millis() + REENQUEUE_GRACE_SECONDS * 1000 + 1000)?;
+                let alarm = self.schedule_alarm(lease_until.millis() + 500)?;
                 let headers = ledger.headers(&run.delivery_id)?;
                 let body = ledger.body(&run.delivery_id)?;
                 Self::await_alarm(alarm).await?;
@@ -747,8 +748,7 @@ impl Trigger {
         }
         match settlement {
             Settlement::Retry { at, delay_seconds } => {
-                let alarm =
-                    self.schedule_alarm(at.millis() + REENQUEUE_GRACE_SECONDS * 1000 + 1000)?;
+                let alarm = self.schedule_alarm(at.millis() + GRACE_MS + 500)?;
                 Self::await_alarm(alarm).await?;
                 self.enqueue(&cfg, &[run_id.to_string()], delay_seconds)
                     .await;
@@ -812,7 +812,7 @@ impl Trigger {
         }
 
         let stale: Vec<_> = ledger
-            .stale_runs(now, REENQUEUE_GRACE_SECONDS * 1000, REENQUEUE_BATCH)?
+            .stale_runs(now, GRACE_MS, REENQUEUE_BATCH)?
             .into_iter()
             .filter(|r| run::needs_reenqueue(&r.state(), now))
             .collect();
@@ -844,10 +844,8 @@ impl Trigger {
             }
         }
 
-        let next = match ledger.next_run_check()? {
-            Some(due) => {
-                Some((due + REENQUEUE_GRACE_SECONDS * 1000 + 1000).max(now.millis() + 1000))
-            }
+        let next = match ledger.next_run_check(GRACE_MS)? {
+            Some(due) => Some((due + 500).max(now.millis() + 1000)),
             None if ledger.registry_dirty()? => Some(now.millis() + 30_000),
             None if ledger.has_deliveries()? => Some(now.millis() + RETENTION_INTERVAL_MS),
             None => None,

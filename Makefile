@@ -1,0 +1,30 @@
+# edgehook: `make dev` runs the local edge, `make test` runs every test.
+SHELL := bash
+.DEFAULT_GOAL := help
+export PORT ?= 8787
+
+.PHONY: help dev test build tools check fmt clean
+
+help:
+	@echo "make dev    run the local edge on http://127.0.0.1:$$PORT (installs what is missing)"
+	@echo "make test   run every test (unit, build, deploy dry-run, end-to-end)"
+	@echo "make build  build the Worker to build/"
+	@echo "make fmt    format the code"
+
+dev:
+	@bash scripts/dev.sh
+
+test:
+	@bash scripts/test.sh
+
+build:
+	@bash scripts/build-worker.sh
+
+tools:
+	@bash scripts/tools.sh > /dev/null
+
+fmt:
+	cargo fmt --all
+
+clean:
+	rm -rf build target .wrangler

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make test`: every test. Static checks, the core's unit tests, the Wasm
+# build, an offline `wrangler deploy --dry-run`, then the end-to-end suites
+# against the real Worker under wrangler dev.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(bash scripts/tools.sh)"
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "core unit tests"
+cargo test --locked -p edgehook-core
+
+step "build the Worker (wasm32)"
+bash scripts/build-worker.sh
+wasm=build/index_bg.wasm
+printf 'wasm: %s bytes raw, %s bytes gzipped\n' "$(wc -c < "$wasm")" "$(gzip -9 -c "$wasm" | wc -c)"
+
+step "wrangler deploy --dry-run (offline)"
+out=$(mktemp -d)
+EDGEHOOK_SKIP_BUILD=1 "$WRANGLER" deploy --dry-run --outdir "$out" 2>&1 | tail -n 20
+test -s "$out/index.js" || { echo "dry run produced no bundle"; exit 1; }
+rm -rf "$out"
+
+step "end-to-end tests (wrangler dev, workerd)"
+# One wrangler dev per test binary; tests within a binary share it and run
+# in parallel, as they wait on I/O rather than CPU.
+cargo test --locked -p edgehook-e2e -- --test-threads 8
