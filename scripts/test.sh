@@ -24,7 +24,7 @@ printf 'wasm: %s bytes raw, %s bytes gzipped\n' "$(wc -c < "$wasm")" "$(gzip -9 
 step "wrangler deploy --dry-run (offline)"
 out=$(mktemp -d)
 EDGEHOOK_SKIP_BUILD=1 "$WRANGLER" deploy --dry-run --outdir "$out" 2>&1 | tail -n 20
-test -s "$out/index.js" || { echo "dry run produced no bundle"; exit 1; }
+test -s "$out/shim.js" && ls "$out"/*.wasm > /dev/null || { echo "dry run produced no bundle"; exit 1; }
 rm -rf "$out"
 
 step "end-to-end tests (wrangler dev, workerd)"

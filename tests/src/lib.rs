@@ -521,13 +521,7 @@ impl Capture {
                     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
                     let status = match segs.as_slice() {
                         ["fail", ..] => 500,
-                        ["flaky", k, ..] => {
-                            if n <= k.parse::<u32>().unwrap_or(0) {
-                                500
-                            } else {
-                                200
-                            }
-                        }
+                        ["flaky", k, ..] if n <= k.parse::<u32>().unwrap_or(0) => 500,
                         ["slow", ms, ..] => {
                             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
                             200

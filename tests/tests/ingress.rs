@@ -314,8 +314,7 @@ fn provider_request(
     let mac = |parts: &[&[u8]]| hmac_sha256(secret.as_bytes(), parts);
     let mut headers: Vec<(String, String)> =
         vec![("content-type".into(), "application/json".into())];
-    let expected_event;
-    match provider {
+    let expected_event = match provider {
         "github" => {
             headers.push((
                 "x-hub-signature-256".into(),
@@ -323,24 +322,24 @@ fn provider_request(
             ));
             headers.push(("x-github-event".into(), "push".into()));
             headers.push(("x-github-delivery".into(), key.clone()));
-            expected_event = "push";
+            "push"
         }
         "stripe" => {
             let sig = hex(&mac(&[now.to_string().as_bytes(), b".", &body]));
             headers.push(("stripe-signature".into(), format!("t={now},v0=00,v1={sig}")));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         "slack" => {
             let sig = hex(&mac(&[b"v0:", now.to_string().as_bytes(), b":", &body]));
             headers.push(("x-slack-signature".into(), format!("v0={sig}")));
             headers.push(("x-slack-request-timestamp".into(), now.to_string()));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         "shopify" => {
             headers.push(("x-shopify-hmac-sha256".into(), b64(&mac(&[&body]))));
             headers.push(("x-shopify-topic".into(), "orders/create".into()));
             headers.push(("x-shopify-event-id".into(), key.clone()));
-            expected_event = "orders/create";
+            "orders/create"
         }
         "standard" => {
             let k = standard_key(&Secret::new(secret)).expect("standard key");
@@ -350,37 +349,37 @@ fn provider_request(
                 "webhook-signature".into(),
                 sign_standard(&k, &key, now, &body),
             ));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         "gitlab" => {
             headers.push(("x-gitlab-token".into(), secret.into()));
             headers.push(("x-gitlab-event".into(), "Push Hook".into()));
             headers.push(("x-gitlab-webhook-uuid".into(), key.clone()));
-            expected_event = "push";
+            "push"
         }
         "linear" => {
             headers.push(("linear-signature".into(), hex(&mac(&[&body]))));
             headers.push(("linear-delivery".into(), key.clone()));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         "generic" => {
             headers.push(("x-signature".into(), hex(&mac(&[&body]))));
             headers.push(("idempotency-key".into(), key.clone()));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         "basic" => {
             headers.push((
                 "authorization".into(),
                 format!("Basic {}", b64(format!("hooks:{secret}").as_bytes())),
             ));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         "api_key" => {
             headers.push(("x-api-key".into(), secret.into()));
-            expected_event = "thing.happened";
+            "thing.happened"
         }
         other => panic!("unknown provider {other}"),
-    }
+    };
     let mut body = body;
     if tamper {
         // Flip a byte of the body, or of the credential for token schemes.
