@@ -93,7 +93,8 @@ pub struct TriggerView {
     pub retry_base_seconds: u32,
     pub target_timeout_seconds: u32,
     pub dedupe_body_hash: bool,
-    pub rate_limit_per_second: Option<u32>,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_per_ip_per_second: u32,
     pub signature_header: String,
     pub signature_algorithm: HmacAlgorithm,
     pub signature_encoding: SignatureEncoding,
@@ -139,7 +140,8 @@ impl TriggerView {
             retry_base_seconds: cfg.retry_base_seconds,
             target_timeout_seconds: cfg.target_timeout_seconds,
             dedupe_body_hash: cfg.dedupe_body_hash,
-            rate_limit_per_second: cfg.rate_limit_per_second,
+            rate_limit_per_second: cfg.trigger_rate(),
+            rate_limit_per_ip_per_second: cfg.ip_rate(),
             signature_header: cfg.signature_header.clone(),
             signature_algorithm: cfg.signature_algorithm,
             signature_encoding: cfg.signature_encoding,
@@ -160,7 +162,7 @@ impl TriggerView {
 /// `GET /api/triggers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerList {
-    /// Triggers, in id order.
+    /// Triggers, oldest first.
     pub triggers: Vec<TriggerView>,
     /// Pass as `cursor` for the next page; `None` on the last page.
     pub next_cursor: Option<String>,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod headers;
 pub mod id;
 pub mod ingest;
+pub mod limit;
 pub mod provider;
 pub mod run;
 pub mod secret;

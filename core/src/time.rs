@@ -58,6 +58,73 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses RFC 3339 (`2026-11-23T10:00:00Z`, `…T10:00:00.123+02:00`), or
+    /// whole milliseconds since the epoch. `None` if it is neither.
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        let t = text.trim();
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            return t.parse().ok().map(Timestamp);
+        }
+        let b = t.as_bytes();
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let s = t.get(r)?;
+            s.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| s.parse().ok())?
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let mut rest = &t[19..];
+        let mut ms = 0i64;
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let f = &frac[..digits];
+            ms = format!("{:0<3}", &f[..digits.min(3)]).parse().ok()?;
+            rest = &frac[digits..];
+        }
+        let offset_secs = match rest {
+            "Z" | "z" => 0,
+            o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+                let oh: i64 = o[1..3].parse().ok()?;
+                let om: i64 = o[4..6].parse().ok()?;
+                let sign = if o.starts_with('-') { -1 } else { 1 };
+                sign * (oh * 3600 + om * 60)
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(y, mo as u32, d as u32);
+        let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+        Some(Timestamp(secs * 1000 + ms))
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Converts days since 1970-01-01 to a (year, month, day) civil date.
 ///
 /// This is Howard Hinnant's `civil_from_days`, exact for the whole `i64` range
@@ -91,6 +158,35 @@ mod tests {
             "2000-02-29T00:00:00.000Z"
         );
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_offsets() {
+        for ms in [0i64, 1_614_265_330_123, 951_782_400_000, 4_102_444_800_999] {
+            let t = Timestamp(ms);
+            assert_eq!(Timestamp::parse(&t.to_rfc3339()), Some(t));
+        }
+        assert_eq!(
+            Timestamp::parse("2021-02-25T16:02:10+01:00"),
+            Some(Timestamp(1_614_265_330_000))
+        );
+        assert_eq!(
+            Timestamp::parse("2021-02-25T15:02:10.5Z"),
+            Some(Timestamp(1_614_265_330_500))
+        );
+        assert_eq!(
+            Timestamp::parse("1614265330000"),
+            Some(Timestamp(1_614_265_330_000))
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2021-13-01T00:00:00Z",
+            "2021-02-25T15:02:10",
+            "2021-02-25T15:02:10.Z",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

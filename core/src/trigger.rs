@@ -42,6 +42,10 @@ pub const MAX_RETRY_BASE_SECONDS: u32 = 3600;
 pub const DEFAULT_TARGET_TIMEOUT_SECONDS: u32 = 30;
 /// Longest dispatch timeout a trigger may set.
 pub const MAX_TARGET_TIMEOUT_SECONDS: u32 = 120;
+/// Requests per second a trigger accepts by default.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 1000;
+/// Requests per second one client IP may send to a trigger by default.
+pub const DEFAULT_RATE_LIMIT_PER_IP_PER_SECOND: u32 = 1000;
 /// How long a rotated-out secret stays valid by default.
 pub const DEFAULT_SECRET_GRACE_SECONDS: u64 = 86_400;
 /// Longest rotation grace period.
@@ -89,6 +93,9 @@ pub struct TriggerConfig {
     /// Requests per second accepted for this trigger; `None` is the default.
     #[serde(default)]
     pub rate_limit_per_second: Option<u32>,
+    /// Requests per second accepted from one client IP; `None` is the default.
+    #[serde(default)]
+    pub rate_limit_per_ip_per_second: Option<u32>,
     /// `generic`: the signature header.
     pub signature_header: String,
     /// `generic`: the hash function.
@@ -143,6 +150,7 @@ pub struct TriggerCreate {
     pub target_timeout_seconds: Option<u32>,
     pub dedupe_body_hash: Option<bool>,
     pub rate_limit_per_second: Option<u32>,
+    pub rate_limit_per_ip_per_second: Option<u32>,
     pub signature_header: Option<String>,
     pub signature_algorithm: Option<HmacAlgorithm>,
     pub signature_encoding: Option<SignatureEncoding>,
@@ -175,6 +183,8 @@ pub struct TriggerPatch {
     pub dedupe_body_hash: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
     pub rate_limit_per_second: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub rate_limit_per_ip_per_second: Option<Option<u32>>,
     pub signature_header: Option<String>,
     pub signature_algorithm: Option<HmacAlgorithm>,
     pub signature_encoding: Option<SignatureEncoding>,
@@ -203,6 +213,26 @@ pub struct SecretRotation {
     /// How long the old secret stays valid; default one day, 0 for none.
     pub grace_seconds: Option<u64>,
 }
+
+/// `POST /api/triggers/{id}/replay`: replay the deliveries matching a filter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplay {
+    /// Only deliveries in this status (not `rejected`).
+    pub status: Option<String>,
+    /// Only deliveries received at or after this time (RFC 3339).
+    pub received_after: Option<String>,
+    /// Only deliveries received before this time (RFC 3339).
+    pub received_before: Option<String>,
+    /// Only deliveries of this event type.
+    pub event_type: Option<String>,
+    /// How many at most; required, so a mistaken filter cannot replay a
+    /// trigger's whole history.
+    pub limit: Option<u32>,
+}
+
+/// Most deliveries one bulk replay may replay.
+pub const MAX_BULK_REPLAY: u32 = 500;
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
 fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
@@ -364,6 +394,7 @@ impl TriggerConfig {
             target_timeout_seconds: DEFAULT_TARGET_TIMEOUT_SECONDS,
             dedupe_body_hash: false,
             rate_limit_per_second: None,
+            rate_limit_per_ip_per_second: None,
             signature_header: DEFAULT_SIGNATURE_HEADER.to_string(),
             signature_algorithm: HmacAlgorithm::default(),
             signature_encoding: SignatureEncoding::default(),
@@ -395,6 +426,7 @@ impl TriggerConfig {
             target_timeout_seconds: req.target_timeout_seconds,
             dedupe_body_hash: req.dedupe_body_hash,
             rate_limit_per_second: req.rate_limit_per_second.map(Some),
+            rate_limit_per_ip_per_second: req.rate_limit_per_ip_per_second.map(Some),
             signature_header: req.signature_header,
             signature_algorithm: req.signature_algorithm,
             signature_encoding: req.signature_encoding,
@@ -462,6 +494,11 @@ impl TriggerConfig {
         if let Some(v) = patch.rate_limit_per_second {
             next.rate_limit_per_second = v
                 .map(|r| check_range("rate_limit_per_second", r, 1, 1_000_000))
+                .transpose()?;
+        }
+        if let Some(v) = patch.rate_limit_per_ip_per_second {
+            next.rate_limit_per_ip_per_second = v
+                .map(|r| check_range("rate_limit_per_ip_per_second", r, 1, 1_000_000))
                 .transpose()?;
         }
         if let Some(v) = patch.signature_header {
@@ -580,6 +617,18 @@ impl TriggerConfig {
             Provider::ApiKey => vec![self.api_key_header.as_str()],
             _ => Vec::new(),
         }
+    }
+
+    /// The trigger's rate limit (requests per second).
+    pub fn trigger_rate(&self) -> u32 {
+        self.rate_limit_per_second
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND)
+    }
+
+    /// The per-client-IP rate limit (requests per second).
+    pub fn ip_rate(&self) -> u32 {
+        self.rate_limit_per_ip_per_second
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_IP_PER_SECOND)
     }
 
     /// The oldest receive time a dedupe holder may have at `now`.

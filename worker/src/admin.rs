@@ -76,6 +76,10 @@ pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Res
                 (["deliveries", _, "replay"], _) => return Err(ApiError::MethodNotAllowed("POST")),
                 (["changes"], Method::Get) => "/changes".to_string(),
                 (["changes"], _) => return Err(ApiError::MethodNotAllowed("GET")),
+                (["replay"], Method::Post) => "/replay".to_string(),
+                (["replay"], _) => return Err(ApiError::MethodNotAllowed("POST")),
+                (["rejections"], Method::Get) => "/rejections".to_string(),
+                (["rejections"], _) => return Err(ApiError::MethodNotAllowed("GET")),
                 _ => return Err(ApiError::NotFound("route")),
             };
             forward(&mut req, env, id, method, &path).await

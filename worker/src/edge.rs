@@ -50,6 +50,37 @@ pub fn forwardable_headers(req: &Request) -> Headers {
     out
 }
 
+/// The binding that limits each client IP across all triggers.
+const IP_LIMITER: &str = "INGRESS_IP_LIMITER";
+/// The binding's period: a refused client waits at most this long.
+const IP_LIMITER_PERIOD_SECONDS: u32 = 10;
+
+/// Applies the edge-wide per-IP limit. If the binding is absent or fails, the
+/// request goes on: the trigger's own limits still apply, and a limiter
+/// outage must not drop genuine webhooks.
+async fn limit_client_ip(req: &Request, env: &Env) -> ApiResult<()> {
+    let Ok(limiter) = env.rate_limiter(IP_LIMITER) else {
+        return Ok(());
+    };
+    let ip = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
+    match limiter.limit(format!("ingress:{ip}")).await {
+        Ok(outcome) if !outcome.success => Err(ApiError::RateLimited {
+            scope: "client_ip",
+            retry_after: IP_LIMITER_PERIOD_SECONDS,
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            worker::console_warn!("ip rate limiter unavailable: {e}");
+            Ok(())
+        }
+    }
+}
+
 async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     let key = keys::trigger_id_key(env)?;
     if !is_issued_trigger_id(&key, id) {
@@ -59,6 +90,7 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
         return Err(ApiError::MethodNotAllowed("POST"));
     }
     let received_at = http::now();
+    limit_client_ip(&req, env).await?;
     let body = http::read_body_limited(&mut req, MAX_BODY_BYTES_LIMIT).await?;
     let headers = forwardable_headers(&req);
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;

@@ -38,6 +38,13 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// 429: a rate limit; retry after this many seconds.
+    RateLimited {
+        /// `trigger` or `client_ip`.
+        scope: &'static str,
+        /// Seconds to wait.
+        retry_after: u32,
+    },
     /// 500: a bug or a platform failure; logged, never detailed.
     Internal(String),
 }
@@ -66,6 +73,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict { .. } => 409,
             ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::RateLimited { .. } => 429,
             ApiError::Internal(_) => 500,
         }
     }
@@ -98,6 +106,12 @@ impl ApiError {
                 "message": format!("the body exceeds the limit of {limit} bytes"),
                 "limit": limit
             }),
+            ApiError::RateLimited { scope, retry_after } => json!({
+                "error": "rate_limited",
+                "message": format!("too many requests ({scope} limit); retry after {retry_after}s"),
+                "scope": scope,
+                "retry_after": retry_after
+            }),
             ApiError::Internal(_) => json!({"error": "internal"}),
         }
     }
@@ -111,6 +125,11 @@ impl ApiError {
         let mut resp = crate::http::json(status, &self.body());
         if let ApiError::MethodNotAllowed(allow) = &self {
             let _ = resp.headers_mut().set("allow", allow);
+        }
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            let _ = resp
+                .headers_mut()
+                .set("retry-after", &retry_after.to_string());
         }
         resp
     }

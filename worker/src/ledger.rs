@@ -77,6 +77,15 @@ const MIGRATIONS: &[&[&str]] = &[&[
         updated_at INTEGER NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS runs_open ON runs (status, next_attempt_at)",
+], &[
+    // Rejections beyond the per-minute storage limit are counted, not stored.
+    "CREATE TABLE IF NOT EXISTS rejection_windows (
+        minute INTEGER NOT NULL,
+        signature_status TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        last_reason TEXT,
+        PRIMARY KEY (minute, signature_status)
+    )",
 ]];
 
 fn s(v: impl Into<String>) -> V {
@@ -667,6 +676,107 @@ impl Ledger {
             )?;
         }
         Ok(old.len())
+    }
+
+    /// How many rejected deliveries were stored since `since`.
+    pub fn rejections_stored_since(&self, since: Timestamp) -> ApiResult<i64> {
+        #[derive(Deserialize)]
+        struct N {
+            n: i64,
+        }
+        Ok(self
+            .rows::<N>(
+                "count rejections",
+                "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'rejected' AND received_at >= ?",
+                vec![i(since.millis())],
+            )?
+            .first()
+            .map_or(0, |r| r.n))
+    }
+
+    /// Counts one rejection that was not stored, in its minute.
+    pub fn aggregate_rejection(
+        &self,
+        at: Timestamp,
+        signature_status: &str,
+        reason: &str,
+    ) -> ApiResult<()> {
+        let minute = at.millis() - at.millis().rem_euclid(60_000);
+        self.exec(
+            "aggregate rejection",
+            "INSERT INTO rejection_windows (minute, signature_status, count, last_reason) VALUES (?, ?, 1, ?)
+             ON CONFLICT (minute, signature_status) DO UPDATE SET count = count + 1, last_reason = excluded.last_reason",
+            vec![i(minute), s(signature_status), s(reason)],
+        )?;
+        Ok(())
+    }
+
+    /// Aggregated rejections, newest minute first.
+    pub fn rejection_windows(&self, limit: u32) -> ApiResult<Vec<serde_json::Value>> {
+        #[derive(Deserialize)]
+        struct W {
+            minute: i64,
+            signature_status: String,
+            count: i64,
+            last_reason: Option<String>,
+        }
+        let rows = self.rows::<W>(
+            "rejection windows",
+            "SELECT minute, signature_status, count, last_reason FROM rejection_windows ORDER BY minute DESC, signature_status LIMIT ?",
+            vec![i(i64::from(limit))],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|w| {
+                serde_json::json!({
+                    "minute": Timestamp(w.minute).to_rfc3339(),
+                    "signature_status": w.signature_status,
+                    "count": w.count,
+                    "last_reason": w.last_reason,
+                })
+            })
+            .collect())
+    }
+
+    /// Ids of deliveries matching a bulk-replay filter, oldest first; never
+    /// rejected ones.
+    pub fn replay_candidates(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: Option<Timestamp>,
+        before: Option<Timestamp>,
+        event_type: Option<&str>,
+        limit: u32,
+    ) -> ApiResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let mut query = String::from("SELECT id FROM deliveries WHERE status != 'rejected'");
+        let mut args = Vec::new();
+        if let Some(st) = status {
+            query.push_str(" AND status = ?");
+            args.push(s(st.as_str()));
+        }
+        if let Some(t) = after {
+            query.push_str(" AND received_at >= ?");
+            args.push(i(t.millis()));
+        }
+        if let Some(t) = before {
+            query.push_str(" AND received_at < ?");
+            args.push(i(t.millis()));
+        }
+        if let Some(e) = event_type {
+            query.push_str(" AND event_type = ?");
+            args.push(s(e));
+        }
+        query.push_str(" ORDER BY received_at, id LIMIT ?");
+        args.push(i(i64::from(limit)));
+        Ok(self
+            .rows::<Id>("replay candidates", &query, args)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
     }
 
     fn to_delivery(&self, trigger_id: &str, row: Row, full: bool) -> ApiResult<Delivery> {

@@ -4,7 +4,8 @@
 //! backfill's) does. Each Trigger object pushes its view here after every
 //! configuration change, and its alarm retries a push that failed, so the
 //! registry converges on the triggers' own state. Deleted triggers stay listed
-//! with `deleted_at`, so the backfill can mark their rows.
+//! with `deleted_at` (listed with `include_deleted=true`), so the backfill
+//! can mark their rows. Listing is oldest first, paged by `(created_at, id)`.
 
 use edgehook_core::api::TriggerView;
 use serde::Deserialize;
@@ -38,7 +39,18 @@ impl worker::DurableObject for Registry {
 #[derive(Deserialize)]
 struct Row {
     id: String,
+    created_at: String,
     view: String,
+}
+
+fn encode_cursor(created_at: &str, id: &str) -> String {
+    edgehook_core::encoding::b64url(format!("{created_at}|{id}").as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Option<(String, String)> {
+    let raw = String::from_utf8(edgehook_core::encoding::b64url_decode(cursor)?).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((at.to_string(), id.to_string()))
 }
 
 impl Registry {
@@ -93,18 +105,39 @@ impl Registry {
             (Method::Get, ["triggers"]) => {
                 let include_deleted =
                     http::query_param(&url, "include_deleted").as_deref() == Some("true");
-                let limit: i64 = http::query_param(&url, "limit")
-                    .and_then(|l| l.parse().ok())
-                    .filter(|l| (1..=1000).contains(l))
-                    .unwrap_or(100);
-                let after = http::query_param(&url, "cursor").unwrap_or_default();
+                let limit: i64 = match http::query_param(&url, "limit") {
+                    None => 100,
+                    Some(l) => l
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=1000).contains(l))
+                        .ok_or_else(|| ApiError::BadRequest {
+                            code: "invalid_request",
+                            message: "limit must be between 1 and 1000".into(),
+                            field: Some("limit"),
+                        })?,
+                };
+                // Oldest first; the cursor is the last row's (created_at, id).
+                let (after_at, after_id) = match http::query_param(&url, "cursor") {
+                    Some(c) if !c.is_empty() => {
+                        decode_cursor(&c).ok_or_else(|| ApiError::BadRequest {
+                            code: "invalid_request",
+                            message: "cursor is not valid".into(),
+                            field: Some("cursor"),
+                        })?
+                    }
+                    _ => (String::new(), String::new()),
+                };
                 let rows: Vec<Row> = self
                     .sql()
                     .exec(
-                        "SELECT id, view FROM triggers WHERE id > ? AND (deleted = 0 OR ? = 1)
-                         ORDER BY id LIMIT ?",
+                        "SELECT id, created_at, view FROM triggers
+                         WHERE (created_at > ? OR (created_at = ? AND id > ?)) AND (deleted = 0 OR ? = 1)
+                         ORDER BY created_at, id LIMIT ?",
                         vec![
-                            V::String(after),
+                            V::String(after_at.clone()),
+                            V::String(after_at),
+                            V::String(after_id),
                             V::Integer(i64::from(include_deleted)),
                             V::Integer(limit + 1),
                         ],
@@ -114,7 +147,7 @@ impl Registry {
                 let more = rows.len() as i64 > limit;
                 let rows: Vec<Row> = rows.into_iter().take(limit as usize).collect();
                 let next = if more {
-                    rows.last().map(|r| r.id.clone())
+                    rows.last().map(|r| encode_cursor(&r.created_at, &r.id))
                 } else {
                     None
                 };

@@ -19,9 +19,11 @@ use std::cell::{Cell, RefCell};
 use edgehook_core::api::{DeliveryStatus, IngestAccepted, ReplayCreated, TriggerView};
 use edgehook_core::id::{new_delivery_id, new_run_id};
 use edgehook_core::ingest::{self, Decision, Inbound, Screening};
+use edgehook_core::limit::Limiter;
 use edgehook_core::run::{self, RetryPolicy, Settlement, REENQUEUE_GRACE_SECONDS};
 use edgehook_core::trigger::{
-    SecretRotation, TriggerConfig, TriggerPatch, DEFAULT_SECRET_GRACE_SECONDS,
+    BulkReplay, SecretRotation, TriggerConfig, TriggerPatch, DEFAULT_SECRET_GRACE_SECONDS,
+    MAX_BULK_REPLAY,
 };
 use edgehook_core::verify::SignatureStatus;
 use edgehook_core::Timestamp;
@@ -45,6 +47,11 @@ const GRACE_MS: i64 = REENQUEUE_GRACE_SECONDS * 1000;
 const RETENTION_INTERVAL_MS: i64 = 3_600_000;
 /// Most runs re-enqueued per alarm.
 const REENQUEUE_BATCH: u32 = 500;
+/// Rejected deliveries stored per minute; beyond this they are only counted,
+/// so a flood of bad signatures cannot fill the ledger.
+const REJECTIONS_STORED_PER_MINUTE: i64 = 60;
+/// Client IPs whose rate a trigger remembers.
+const LIMITER_MAX_IPS: usize = 4096;
 /// A change-feed page holds about this many bytes at most.
 const CHANGES_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -57,6 +64,8 @@ pub struct Trigger {
     config: RefCell<Option<TriggerConfig>>,
     /// The alarm time this instance last set (ms), to avoid redundant writes.
     alarm_at: Cell<Option<i64>>,
+    /// Rate limits; in memory, as a limit needs no durability.
+    limiter: RefCell<Limiter>,
 }
 
 impl worker::DurableObject for Trigger {
@@ -67,6 +76,7 @@ impl worker::DurableObject for Trigger {
             ready: Cell::new(false),
             config: RefCell::new(None),
             alarm_at: Cell::new(None),
+            limiter: RefCell::new(Limiter::new(LIMITER_MAX_IPS)),
         }
     }
 
@@ -206,6 +216,13 @@ impl Trigger {
                 Ok(http::json(200, &d))
             }
             (Method::Post, ["deliveries", id, "replay"]) => self.replay(&req, id).await,
+            (Method::Post, ["replay"]) => self.bulk_replay(&mut req).await,
+            (Method::Get, ["rejections"]) => {
+                self.live_config()?;
+                let limit = parse_limit(&url, 100, 1000)?;
+                let windows = self.ledger().rejection_windows(limit)?;
+                Ok(http::json(200, &json!({"windows": windows})))
+            }
             (Method::Get, ["changes"]) => self.changes(&url),
             (Method::Post, ["runs", id, "claim"]) => self.claim(id).await,
             (Method::Post, ["runs", id, "report"]) => self.report(&mut req, id).await,
@@ -231,6 +248,21 @@ impl Trigger {
 
         // From here until the run is inserted and its alarm set: no `.await`.
         let cfg = self.live_config()?;
+        // Every request counts against the limits, genuine or not.
+        let ip = headers
+            .get("cf-connecting-ip")
+            .unwrap_or("unknown")
+            .to_string();
+        let admitted =
+            self.limiter
+                .borrow_mut()
+                .admit(&ip, cfg.trigger_rate(), cfg.ip_rate(), received_at);
+        if let Err((scope, retry_after)) = admitted {
+            return Err(ApiError::RateLimited {
+                scope: scope.as_str(),
+                retry_after,
+            });
+        }
         let ledger = self.ledger();
         let inbound = Inbound {
             headers: &headers,
@@ -252,6 +284,21 @@ impl Trigger {
             Screening::Rejected { error, facts } => {
                 let reason = error.to_string();
                 let status = error.signature_status();
+                if ledger.rejections_stored_since(received_at.minus_secs(60))?
+                    >= REJECTIONS_STORED_PER_MINUTE
+                {
+                    ledger.aggregate_rejection(received_at, status.as_str(), &reason)?;
+                    return Ok(http::json(
+                        401,
+                        &json!({
+                            "error": "invalid_signature",
+                            "delivery_id": null,
+                            "signature_status": status,
+                            "message": reason,
+                            "aggregated": true,
+                        }),
+                    ));
+                }
                 ledger.insert_delivery(
                     &NewDelivery {
                         id: &delivery_id,
@@ -592,7 +639,7 @@ impl Trigger {
 
     // ---- replay --------------------------------------------------------
 
-    async fn replay(&self, req: &Request, original: &str) -> ApiResult<Response> {
+    fn idempotency_key(req: &Request) -> ApiResult<Option<String>> {
         let key = req
             .headers()
             .get("idempotency-key")
@@ -605,10 +652,18 @@ impl Trigger {
                 "Idempotency-Key must be at most 255 characters",
             ));
         }
-        let (rand_d, rand_r) = (random::<10>()?, random::<10>()?);
-        // Synchronous from here to the insert, so two concurrent calls with
-        // one Idempotency-Key create one replay.
-        let cfg = self.live_config()?;
+        Ok(key)
+    }
+
+    /// Replays one delivery in the ledger (synchronous). Returns the replay
+    /// and whether it is new (an `Idempotency-Key` may name an earlier one).
+    fn replay_one(
+        &self,
+        cfg: &TriggerConfig,
+        original: &str,
+        key: Option<&str>,
+        now: Timestamp,
+    ) -> ApiResult<(ReplayCreated, bool)> {
         let ledger = self.ledger();
         let orig = ledger
             .delivery(&cfg.id, original, false)?
@@ -619,21 +674,18 @@ impl Trigger {
                 message: "a rejected delivery cannot be replayed".into(),
             });
         }
-        if let Some(k) = &key {
+        if let Some(k) = key {
             if let Some((delivery_id, run_id)) = ledger.replay_by_key(original, k)? {
-                return Ok(http::json(
-                    201,
-                    &ReplayCreated {
-                        delivery_id,
-                        run_id: run_id.unwrap_or_default(),
-                        replayed_from: original.to_string(),
-                    },
-                ));
+                let created = ReplayCreated {
+                    delivery_id,
+                    run_id: run_id.unwrap_or_default(),
+                    replayed_from: original.to_string(),
+                };
+                return Ok((created, false));
             }
         }
-        let now = now();
-        let delivery_id = new_delivery_id(now, rand_d);
-        let run_id = new_run_id(now, rand_r);
+        let delivery_id = new_delivery_id(now, random::<10>()?);
+        let run_id = new_run_id(now, random::<10>()?);
         let headers = ledger.headers(original)?;
         let body = ledger.body(original)?;
         ledger.insert_delivery(
@@ -646,7 +698,7 @@ impl Trigger {
                 matched_secret: None,
                 event_type: orig.event_type.as_deref(),
                 replayed_from: Some(original),
-                replay_key: key.as_deref(),
+                replay_key: key,
                 reason: None,
                 headers: &headers,
                 run_id: Some(&run_id),
@@ -654,16 +706,100 @@ impl Trigger {
             &body,
         )?;
         ledger.insert_run(&run_id, &delivery_id, now)?;
-        let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
-        Self::await_alarm(alarm).await?;
-        self.enqueue(&cfg, std::slice::from_ref(&run_id), 0).await;
+        let created = ReplayCreated {
+            delivery_id,
+            run_id,
+            replayed_from: original.to_string(),
+        };
+        Ok((created, true))
+    }
+
+    async fn replay(&self, req: &Request, original: &str) -> ApiResult<Response> {
+        let key = Self::idempotency_key(req)?;
+        // Synchronous from here to the insert, so two concurrent calls with
+        // one Idempotency-Key create one replay.
+        let cfg = self.live_config()?;
+        let now = now();
+        let (created, new) = self.replay_one(&cfg, original, key.as_deref(), now)?;
+        if new {
+            let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
+            Self::await_alarm(alarm).await?;
+            self.enqueue(&cfg, std::slice::from_ref(&created.run_id), 0)
+                .await;
+        }
+        Ok(http::json(201, &created))
+    }
+
+    async fn bulk_replay(&self, req: &mut Request) -> ApiResult<Response> {
+        let key = Self::idempotency_key(req)?;
+        let filter: BulkReplay = http::json_body(req).await?;
+        let field_error = |field: &'static str, message: String| ApiError::BadRequest {
+            code: "invalid_request",
+            message,
+            field: Some(field),
+        };
+        let limit = filter
+            .limit
+            .filter(|l| (1..=MAX_BULK_REPLAY).contains(l))
+            .ok_or_else(|| {
+                field_error(
+                    "limit",
+                    format!("limit is required, between 1 and {MAX_BULK_REPLAY}"),
+                )
+            })?;
+        let status = match filter.status.as_deref() {
+            None => None,
+            Some("rejected") => {
+                return Err(field_error(
+                    "status",
+                    "rejected deliveries cannot be replayed".into(),
+                ))
+            }
+            Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+                field_error(
+                    "status",
+                    "status must be queued, delivered, failed or ignored".into(),
+                )
+            })?),
+        };
+        let time = |field: &'static str, v: &Option<String>| -> ApiResult<Option<Timestamp>> {
+            v.as_deref()
+                .map(|t| {
+                    Timestamp::parse(t).ok_or_else(|| {
+                        field_error(field, format!("{field} must be an RFC 3339 time"))
+                    })
+                })
+                .transpose()
+        };
+        let after = time("received_after", &filter.received_after)?;
+        let before = time("received_before", &filter.received_before)?;
+        // Synchronous from the selection to the last insert.
+        let cfg = self.live_config()?;
+        let now = now();
+        let ids = self.ledger().replay_candidates(
+            status,
+            after,
+            before,
+            filter.event_type.as_deref(),
+            limit,
+        )?;
+        let mut replayed = Vec::with_capacity(ids.len());
+        let mut new_runs = Vec::new();
+        for id in &ids {
+            let (created, new) = self.replay_one(&cfg, id, key.as_deref(), now)?;
+            if new {
+                new_runs.push(created.run_id.clone());
+            }
+            replayed.push(created);
+        }
+        if !new_runs.is_empty() {
+            let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
+            Self::await_alarm(alarm).await?;
+            self.enqueue(&cfg, &new_runs, 0).await;
+        }
         Ok(http::json(
-            201,
-            &ReplayCreated {
-                delivery_id,
-                run_id,
-                replayed_from: original.to_string(),
-            },
+            200,
+            &json!({"count": replayed.len(), "replayed": replayed}),
         ))
     }
 
