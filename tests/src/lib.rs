@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod openapi;
+
 pub use edgehook_core::encoding::{b64, b64_decode};
 pub use edgehook_core::verify::hmac_sha256;
 
@@ -299,6 +301,11 @@ impl Edge {
             "{method} {path} answered {status}: {body}\n{}",
             self.log_tail()
         );
+        let content_type = headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.as_str());
+        openapi::check(method, path, status, content_type, &body);
         Resp {
             status,
             headers,
