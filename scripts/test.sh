@@ -27,7 +27,8 @@ EDGEHOOK_SKIP_BUILD=1 "$WRANGLER" deploy --dry-run --outdir "$out" 2>&1 | tail -
 test -s "$out/shim.js" && ls "$out"/*.wasm > /dev/null || { echo "dry run produced no bundle"; exit 1; }
 rm -rf "$out"
 
-step "end-to-end tests (wrangler dev, workerd)"
+step "end-to-end tests (wrangler dev, workerd; PostgreSQL for the backfill)"
 # One wrangler dev per test binary; tests within a binary share it and run
-# in parallel, as they wait on I/O rather than CPU.
-cargo test --locked -p edgehook-e2e -- --test-threads 8
+# in parallel, as they wait on I/O rather than CPU. The backfill's tests use
+# DATABASE_URL when it is set, otherwise a throwaway local cluster.
+cargo test --locked -p edgehook-e2e -p backfill -- --test-threads 8

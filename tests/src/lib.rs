@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod openapi;
+pub mod pg;
 
 pub use edgehook_core::encoding::{b64, b64_decode};
 pub use edgehook_core::verify::hmac_sha256;

@@ -1,0 +1,385 @@
+//! PostgreSQL: connection, migrations, and batched upserts.
+//!
+//! A page of the change feed is written with one `INSERT … SELECT FROM
+//! UNNEST(…) ON CONFLICT DO UPDATE` per table (a round trip per page, not per
+//! row), and the trigger's cursor moves in the same transaction. Rows only
+//! move forward: an upsert rewrites a row only for a later change (`seq`), so
+//! a repeated or concurrent sync changes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use edgehook_core::api::{ChangePage, TriggerView};
+use edgehook_core::encoding::b64_decode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use crate::Fatal;
+
+/// The migrations, in order, embedded so the binary runs from anywhere.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init.sql",
+    include_str!("../../migrations/0001_init.sql"),
+)];
+
+/// Serializes concurrent backfills' migrations (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x6564_6765_686f_6f6b; // "edgehook"
+
+/// Turns a database error into a [`Fatal`] when it is one a person must fix.
+pub fn classify(err: tokio_postgres::Error, context: &str) -> anyhow::Error {
+    if err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+        return anyhow!(Fatal::Database(
+            "the database is read-only (a standby, or default_transaction_read_only is on); the backfill must write"
+                .into()
+        ));
+    }
+    if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        return anyhow!(Fatal::Database(format!(
+            "{context}: permission denied: {err}"
+        )));
+    }
+    anyhow::Error::new(err).context(context.to_string())
+}
+
+/// Whether retrying on a fresh connection may help.
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    match err.downcast_ref::<tokio_postgres::Error>() {
+        Some(e) => {
+            e.is_closed()
+                || matches!(
+                    e.code(),
+                    Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *c == SqlState::T_R_DEADLOCK_DETECTED
+                        || *c == SqlState::ADMIN_SHUTDOWN
+                        || *c == SqlState::CONNECTION_FAILURE
+                )
+                || e.code().is_none()
+        }
+        None => false,
+    }
+}
+
+/// Connects, with TLS when the URL asks for it (`sslmode=require`).
+pub async fn connect(url: &str) -> Result<Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+    let (client, connection) = tokio_postgres::connect(url, connector)
+        .await
+        .map_err(|e| anyhow!(Fatal::Database(format!("cannot connect: {e}"))))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("backfill: database connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the migrations not yet recorded; returns how many ran. Safe to
+/// run concurrently with another backfill (an advisory lock serializes them)
+/// and while an older backfill syncs (migrations only add).
+pub async fn migrate(client: &mut Client) -> Result<usize> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| classify(e, "starting migrations"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| classify(e, "locking migrations"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS edgehook_migrations (
+            name text PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .map_err(|e| classify(e, "creating edgehook_migrations"))?;
+    let applied: HashSet<String> = tx
+        .query("SELECT name FROM edgehook_migrations", &[])
+        .await
+        .map_err(|e| classify(e, "reading edgehook_migrations"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut ran = 0;
+    for (name, sql) in MIGRATIONS {
+        if applied.contains(*name) {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| classify(e, &format!("migration {name}")))?;
+        tx.execute(
+            "INSERT INTO edgehook_migrations (name) VALUES ($1)",
+            &[name],
+        )
+        .await
+        .map_err(|e| classify(e, "recording a migration"))?;
+        ran += 1;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| classify(e, "committing migrations"))?;
+    Ok(ran)
+}
+
+/// Upserts the trigger list; deleted triggers get `deleted_at` and keep their rows.
+pub async fn upsert_triggers(client: &Client, triggers: &[TriggerView]) -> Result<u64> {
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    let mut providers = Vec::new();
+    let mut enabled = Vec::new();
+    let mut urls = Vec::new();
+    let mut targets: Vec<Option<String>> = Vec::new();
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    let mut deleted: Vec<Option<String>> = Vec::new();
+    let mut configs = Vec::new();
+    for t in triggers {
+        ids.push(t.id.clone());
+        names.push(t.name.clone());
+        providers.push(t.provider.as_str().to_string());
+        enabled.push(t.enabled);
+        urls.push(t.url.clone());
+        targets.push(t.target_url.clone());
+        created.push(t.created_at.clone());
+        updated.push(t.updated_at.clone());
+        deleted.push(t.deleted_at.clone());
+        configs.push(serde_json::to_value(t).context("trigger json")?);
+    }
+    client
+        .execute(
+            "INSERT INTO triggers (trigger_id, name, provider, enabled, url, target_url, created_at, updated_at, deleted_at, config)
+             SELECT t.id, t.name, t.provider, t.enabled, t.url, t.target_url,
+                    t.created_at::timestamptz, t.updated_at::timestamptz, t.deleted_at::timestamptz, t.config
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::jsonb[])
+                  AS t(id, name, provider, enabled, url, target_url, created_at, updated_at, deleted_at, config)
+             ON CONFLICT (trigger_id) DO UPDATE SET
+                name = EXCLUDED.name, provider = EXCLUDED.provider, enabled = EXCLUDED.enabled,
+                url = EXCLUDED.url, target_url = EXCLUDED.target_url, created_at = EXCLUDED.created_at,
+                updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at, config = EXCLUDED.config
+             WHERE (triggers.name, triggers.provider, triggers.enabled, triggers.url, triggers.target_url,
+                    triggers.updated_at, triggers.deleted_at, triggers.config)
+                IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.provider, EXCLUDED.enabled, EXCLUDED.url,
+                    EXCLUDED.target_url, EXCLUDED.updated_at, EXCLUDED.deleted_at, EXCLUDED.config)",
+            &[&ids, &names, &providers, &enabled, &urls, &targets, &created, &updated, &deleted, &configs],
+        )
+        .await
+        .map_err(|e| classify(e, "upserting triggers"))
+}
+
+/// The stored cursor of a trigger (0 before its first sync).
+pub async fn cursor(client: &Client, trigger_id: &str) -> Result<i64> {
+    Ok(client
+        .query_opt(
+            "SELECT last_seq FROM sync_cursors WHERE trigger_id = $1",
+            &[&trigger_id],
+        )
+        .await
+        .map_err(|e| classify(e, "reading the cursor"))?
+        .map_or(0, |r| r.get(0)))
+}
+
+/// Rows written by one page.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    /// Deliveries inserted or updated.
+    pub deliveries: u64,
+    /// Runs inserted or updated.
+    pub runs: u64,
+}
+
+/// Writes one page and the new cursor in one transaction.
+pub async fn apply_page(
+    client: &mut Client,
+    trigger_id: &str,
+    page: &ChangePage,
+) -> Result<Written> {
+    // One row per delivery, at its latest change (a page never repeats one,
+    // but a duplicate would make ON CONFLICT fail, so keep the latest).
+    let mut latest: BTreeMap<&str, &edgehook_core::api::Change> = BTreeMap::new();
+    for c in &page.changes {
+        let keep = latest
+            .get(c.delivery.delivery_id.as_str())
+            .is_none_or(|prev| prev.seq < c.seq);
+        if keep {
+            latest.insert(&c.delivery.delivery_id, c);
+        }
+    }
+    let mut d = Deliveries::default();
+    let mut r = Runs::default();
+    for c in latest.values() {
+        let dl = &c.delivery;
+        let body = match &dl.raw_body {
+            Some(b) => b64_decode(b)
+                .ok_or_else(|| anyhow!("delivery {} has a malformed raw_body", dl.delivery_id))?,
+            None => Vec::new(),
+        };
+        d.ids.push(dl.delivery_id.clone());
+        d.seqs.push(c.seq);
+        d.statuses.push(dl.status.as_str().to_string());
+        d.dedupe_keys.push(dl.dedupe_key.clone());
+        d.attempt_counts
+            .push(dl.attempt_count.min(i32::MAX as u32) as i32);
+        d.signature_statuses.push(dl.signature_status.clone());
+        d.matched.push(dl.matched_secret.clone());
+        d.event_types.push(dl.event_type.clone());
+        d.replayed_from.push(dl.replayed_from.clone());
+        d.reasons.push(dl.reason.clone());
+        d.received.push(dl.received_at.clone());
+        d.body_bytes.push(body.len().min(i32::MAX as usize) as i32);
+        d.bodies.push(body);
+        d.headers.push(
+            serde_json::to_value(dl.headers.clone().unwrap_or_default()).context("headers json")?,
+        );
+        d.run_ids
+            .push(dl.run.as_ref().map(|run| run.run_id.clone()));
+        if let Some(run) = &dl.run {
+            r.ids.push(run.run_id.clone());
+            r.delivery_ids.push(dl.delivery_id.clone());
+            r.seqs.push(c.seq);
+            r.statuses.push(run.status.as_str().to_string());
+            r.attempts.push(run.attempts.min(i32::MAX as u32) as i32);
+            r.last_errors.push(run.last_error.clone());
+            r.codes.push(run.last_status_code.map(i32::from));
+            r.next_attempt.push(run.next_attempt_at.clone());
+            r.dead_lettered.push(run.dead_lettered_at.clone());
+            r.created.push(run.created_at.clone());
+            r.updated.push(run.updated_at.clone());
+        }
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| classify(e, "starting a page"))?;
+    let deliveries = tx
+        .execute(
+            "INSERT INTO deliveries (trigger_id, delivery_id, seq, status, dedupe_key, attempt_count,
+                signature_status, matched_secret, event_type, replayed_from, reason, received_at,
+                raw_body, body_bytes, headers, run_id)
+             SELECT $1, t.id, t.seq, t.status, t.dedupe_key, t.attempt_count, t.signature_status,
+                t.matched, t.event_type, t.replayed_from, t.reason, t.received_at::timestamptz,
+                t.body, t.body_bytes, t.headers, t.run_id
+             FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::int4[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[],
+                         $14::int4[], $15::jsonb[], $16::text[])
+                  AS t(id, seq, status, dedupe_key, attempt_count, signature_status, matched, event_type,
+                       replayed_from, reason, received_at, body, body_bytes, headers, run_id)
+             ON CONFLICT (trigger_id, delivery_id) DO UPDATE SET
+                seq = EXCLUDED.seq, status = EXCLUDED.status, dedupe_key = EXCLUDED.dedupe_key,
+                attempt_count = EXCLUDED.attempt_count, signature_status = EXCLUDED.signature_status,
+                matched_secret = EXCLUDED.matched_secret, event_type = EXCLUDED.event_type,
+                replayed_from = EXCLUDED.replayed_from, reason = EXCLUDED.reason,
+                received_at = EXCLUDED.received_at, raw_body = EXCLUDED.raw_body,
+                body_bytes = EXCLUDED.body_bytes, headers = EXCLUDED.headers, run_id = EXCLUDED.run_id
+             WHERE deliveries.seq < EXCLUDED.seq",
+            &[
+                &trigger_id,
+                &d.ids,
+                &d.seqs,
+                &d.statuses,
+                &d.dedupe_keys,
+                &d.attempt_counts,
+                &d.signature_statuses,
+                &d.matched,
+                &d.event_types,
+                &d.replayed_from,
+                &d.reasons,
+                &d.received,
+                &d.bodies,
+                &d.body_bytes,
+                &d.headers,
+                &d.run_ids,
+            ],
+        )
+        .await
+        .map_err(|e| classify(e, "upserting deliveries"))?;
+    let runs = tx
+        .execute(
+            "INSERT INTO runs (run_id, trigger_id, delivery_id, seq, status, attempts, last_error,
+                last_status_code, next_attempt_at, dead_lettered_at, created_at, updated_at)
+             SELECT t.id, $1, t.delivery_id, t.seq, t.status, t.attempts, t.last_error, t.code,
+                t.next_attempt::timestamptz, t.dead_lettered::timestamptz, t.created::timestamptz,
+                t.updated::timestamptz
+             FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[],
+                         $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[])
+                  AS t(id, delivery_id, seq, status, attempts, last_error, code, next_attempt,
+                       dead_lettered, created, updated)
+             ON CONFLICT (run_id) DO UPDATE SET
+                seq = EXCLUDED.seq, status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+                last_error = EXCLUDED.last_error, last_status_code = EXCLUDED.last_status_code,
+                next_attempt_at = EXCLUDED.next_attempt_at, dead_lettered_at = EXCLUDED.dead_lettered_at,
+                updated_at = EXCLUDED.updated_at
+             WHERE runs.seq < EXCLUDED.seq",
+            &[
+                &trigger_id,
+                &r.ids,
+                &r.delivery_ids,
+                &r.seqs,
+                &r.statuses,
+                &r.attempts,
+                &r.last_errors,
+                &r.codes,
+                &r.next_attempt,
+                &r.dead_lettered,
+                &r.created,
+                &r.updated,
+            ],
+        )
+        .await
+        .map_err(|e| classify(e, "upserting runs"))?;
+    tx.execute(
+        "INSERT INTO sync_cursors (trigger_id, last_seq) VALUES ($1, $2)
+         ON CONFLICT (trigger_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
+         WHERE sync_cursors.last_seq < EXCLUDED.last_seq",
+        &[&trigger_id, &page.next_after],
+    )
+    .await
+    .map_err(|e| classify(e, "moving the cursor"))?;
+    tx.commit()
+        .await
+        .map_err(|e| classify(e, "committing a page"))?;
+    Ok(Written { deliveries, runs })
+}
+
+#[derive(Default)]
+struct Deliveries {
+    ids: Vec<String>,
+    seqs: Vec<i64>,
+    statuses: Vec<String>,
+    dedupe_keys: Vec<Option<String>>,
+    attempt_counts: Vec<i32>,
+    signature_statuses: Vec<String>,
+    matched: Vec<Option<String>>,
+    event_types: Vec<Option<String>>,
+    replayed_from: Vec<Option<String>>,
+    reasons: Vec<Option<String>>,
+    received: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+    body_bytes: Vec<i32>,
+    headers: Vec<serde_json::Value>,
+    run_ids: Vec<Option<String>>,
+}
+
+#[derive(Default)]
+struct Runs {
+    ids: Vec<String>,
+    delivery_ids: Vec<String>,
+    seqs: Vec<i64>,
+    statuses: Vec<String>,
+    attempts: Vec<i32>,
+    last_errors: Vec<Option<String>>,
+    codes: Vec<Option<i32>>,
+    next_attempt: Vec<Option<String>>,
+    dead_lettered: Vec<Option<String>>,
+    created: Vec<String>,
+    updated: Vec<String>,
+}

@@ -1,0 +1,144 @@
+//! The edge's management API, as the backfill reads it: the trigger list and
+//! each trigger's change feed, with retries on transient failures.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use edgehook_core::api::{ChangePage, TriggerList, TriggerView};
+
+use crate::Fatal;
+
+/// Attempts per request before a transient failure becomes an error.
+const ATTEMPTS: u32 = 6;
+
+/// A client of one edge.
+#[derive(Clone)]
+pub struct Edge {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// How a request failed.
+enum Failure {
+    /// Retrying may help (connection errors, 429, 5xx).
+    Transient(anyhow::Error),
+    /// It will not (401, 404, a malformed answer).
+    Permanent(anyhow::Error),
+}
+
+impl Edge {
+    /// A client for `base` with `token`.
+    pub fn new(base: &str, token: &str) -> Result<Edge> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("edgehook-backfill/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Edge {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    async fn get_once<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() || e.is_timeout() {
+                    Failure::Transient(anyhow!(Fatal::EdgeUnreachable(format!(
+                        "{}: {}",
+                        self.base,
+                        root_cause(&e)
+                    ))))
+                } else {
+                    Failure::Transient(anyhow!("GET {path}: {}", root_cause(&e)))
+                }
+            })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(Failure::Permanent(anyhow!(Fatal::BadToken)));
+        }
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Failure::Transient(anyhow!(
+                "GET {path}: the edge answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(Failure::Permanent(anyhow!(
+                "GET {path}: the edge answered {status}: {body}"
+            )));
+        }
+        resp.json::<T>()
+            .await
+            .map_err(|e| Failure::Permanent(anyhow!("GET {path}: unexpected answer: {e}")))
+    }
+
+    /// GETs `path` as JSON, retrying transient failures with backoff.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, attempts: u32) -> Result<T> {
+        let mut delay = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            match self.get_once(path).await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Permanent(e)) => return Err(e),
+                Err(Failure::Transient(e)) if attempt >= attempts => return Err(e),
+                Err(Failure::Transient(_)) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Every trigger, deleted ones included.
+    pub async fn triggers(&self) -> Result<Vec<TriggerView>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = cursor
+                .as_ref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default();
+            // Few attempts: an unreachable edge should fail fast at start.
+            let page: TriggerList = self
+                .get(
+                    &format!("/api/triggers?include_deleted=true&limit=1000{q}"),
+                    3,
+                )
+                .await?;
+            out.extend(page.triggers);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One page of a trigger's change feed.
+    pub async fn changes(&self, trigger_id: &str, after: i64, limit: u32) -> Result<ChangePage> {
+        self.get(
+            &format!("/api/triggers/{trigger_id}/changes?after={after}&limit={limit}"),
+            ATTEMPTS,
+        )
+        .await
+        .with_context(|| format!("reading the change feed of {trigger_id}"))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,262 @@
+//! The sync loop: list triggers, then drain each trigger's change feed into
+//! the database with bounded concurrency, once or (`--follow`) until stopped.
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::future::try_join_all;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_postgres::Client;
+
+use crate::db::{self, Written};
+use crate::edge::Edge;
+use crate::Options;
+
+/// Attempts at writing one page before the sync fails.
+const DB_ATTEMPTS: u32 = 5;
+
+/// What a sync wrote.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    triggers: u64,
+    deliveries: u64,
+    runs: u64,
+    pages: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: Stats) {
+        self.triggers += o.triggers;
+        self.deliveries += o.deliveries;
+        self.runs += o.runs;
+        self.pages += o.pages;
+    }
+
+    fn rows(&self) -> u64 {
+        self.deliveries + self.runs
+    }
+}
+
+/// Progress: a bar on a terminal, log lines otherwise.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(opts: &Options) -> Progress {
+        let bar = (!opts.no_progress && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            let style =
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} triggers  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress { bar }
+    }
+
+    fn start_round(&self, triggers: usize) {
+        if let Some(b) = &self.bar {
+            b.set_length(triggers as u64);
+            b.set_position(0);
+        }
+    }
+
+    fn rows(&self, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{total} rows"));
+        }
+    }
+
+    fn trigger_done(&self, id: &str, s: &Stats, cursor: i64) {
+        match &self.bar {
+            Some(b) => b.inc(1),
+            None if s.rows() > 0 => eprintln!(
+                "backfill: {id}: {} deliveries, {} runs written (cursor {cursor})",
+                s.deliveries, s.runs
+            ),
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Runs the backfill as `opts` says.
+pub async fn run(opts: Options) -> Result<()> {
+    let edge = Edge::new(&opts.url, &opts.token)?;
+    let mut admin = db::connect(&opts.database_url).await?;
+    let ran = db::migrate(&mut admin).await?;
+    if ran > 0 {
+        eprintln!("backfill: applied {ran} migration(s)");
+    }
+    let progress = Progress::new(&opts);
+    let started = Instant::now();
+    let mut total = Stats::default();
+    let mut stop = Box::pin(tokio::signal::ctrl_c());
+    loop {
+        let round = sync_round(&opts, &edge, &admin, &progress);
+        let stats = if opts.follow {
+            tokio::select! {
+                r = round => r?,
+                _ = &mut stop => break,
+            }
+        } else {
+            round.await?
+        };
+        total.add(stats);
+        if !opts.follow {
+            break;
+        }
+        if stats.rows() > 0 {
+            eprintln!("backfill: {} rows this round", stats.rows());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(opts.interval()) => {}
+            _ = &mut stop => break,
+        }
+    }
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "backfill: {} triggers, {} rows ({} deliveries, {} runs) in {:.2} s, {:.0} rows/s",
+        total.triggers,
+        total.rows(),
+        total.deliveries,
+        total.runs,
+        secs,
+        total.rows() as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+async fn sync_round(
+    opts: &Options,
+    edge: &Edge,
+    admin: &Client,
+    progress: &Progress,
+) -> Result<Stats> {
+    let mut triggers = edge.triggers().await?;
+    if !opts.triggers.is_empty() {
+        triggers.retain(|t| opts.triggers.contains(&t.id));
+    }
+    db::upsert_triggers(admin, &triggers).await?;
+    progress.start_round(triggers.len());
+    let queue: Arc<Mutex<VecDeque<String>>> =
+        Arc::new(Mutex::new(triggers.iter().map(|t| t.id.clone()).collect()));
+    let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workers = (0..usize::from(opts.concurrency).min(triggers.len())).map(|_| {
+        let queue = queue.clone();
+        let rows = rows.clone();
+        async move {
+            let mut conn = Conn::open(&opts.database_url).await?;
+            let mut stats = Stats::default();
+            loop {
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("queue poisoned"))?
+                    .pop_front();
+                let Some(id) = next else { break };
+                let (s, cursor) =
+                    sync_trigger(edge, &mut conn, &id, opts.page_size, &rows, progress).await?;
+                progress.trigger_done(&id, &s, cursor);
+                stats.add(s);
+            }
+            Ok::<Stats, anyhow::Error>(stats)
+        }
+    });
+    let mut total = Stats::default();
+    for s in try_join_all(workers).await? {
+        total.add(s);
+    }
+    total.triggers = triggers.len() as u64;
+    Ok(total)
+}
+
+/// A connection that reopens itself after a transient failure.
+struct Conn {
+    url: String,
+    client: Client,
+}
+
+impl Conn {
+    async fn open(url: &str) -> Result<Conn> {
+        Ok(Conn {
+            url: url.to_string(),
+            client: db::connect(url).await?,
+        })
+    }
+
+    async fn reopen(&mut self) -> Result<()> {
+        self.client = db::connect(&self.url).await?;
+        Ok(())
+    }
+}
+
+async fn sync_trigger(
+    edge: &Edge,
+    conn: &mut Conn,
+    id: &str,
+    page_size: u32,
+    rows: &std::sync::atomic::AtomicU64,
+    progress: &Progress,
+) -> Result<(Stats, i64)> {
+    let mut stats = Stats::default();
+    let mut after = db::cursor(&conn.client, id).await?;
+    loop {
+        let page = edge.changes(id, after, page_size).await?;
+        if page.changes.is_empty() {
+            break;
+        }
+        let written = write_with_retry(conn, id, &page).await?;
+        stats.deliveries += written.deliveries;
+        stats.runs += written.runs;
+        stats.pages += 1;
+        let total = rows.fetch_add(
+            written.deliveries + written.runs,
+            std::sync::atomic::Ordering::Relaxed,
+        ) + written.deliveries
+            + written.runs;
+        progress.rows(total);
+        after = page.next_after;
+        if !page.has_more {
+            break;
+        }
+    }
+    Ok((stats, after))
+}
+
+/// Writes a page; on a transient database failure, reconnects and writes it
+/// again (the page and its cursor commit together, so a retry is exact).
+async fn write_with_retry(
+    conn: &mut Conn,
+    id: &str,
+    page: &edgehook_core::api::ChangePage,
+) -> Result<Written> {
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match db::apply_page(&mut conn.client, id, page).await {
+            Ok(w) => return Ok(w),
+            Err(e) if attempt < DB_ATTEMPTS && db::is_transient(&e) => {
+                eprintln!("backfill: {id}: {e:#}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+                // A failed reconnect is retried by the next round of the loop.
+                let _ = conn.reopen().await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("writing changes of {id}")),
+        }
+    }
+}
