@@ -3,11 +3,12 @@ SHELL := bash
 .DEFAULT_GOAL := help
 export PORT ?= 8787
 
-.PHONY: help dev test build tools check fmt clean
+.PHONY: help dev test bench build tools check fmt clean
 
 help:
 	@echo "make dev    run the local edge on http://127.0.0.1:$$PORT (installs what is missing)"
 	@echo "make test   run every test (unit, build, deploy dry-run, end-to-end)"
+	@echo "make bench  measure ingest, Wasm size, ledger growth and backfill (ratios in one run)"
 	@echo "make build  build the Worker to build/"
 	@echo "make fmt    format the code"
 
@@ -16,6 +17,9 @@ dev:
 
 test:
 	@bash scripts/test.sh
+
+bench:
+	@bash scripts/bench.sh
 
 build:
 	@bash scripts/build-worker.sh

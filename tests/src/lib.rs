@@ -145,6 +145,41 @@ impl Edge {
         edge
     }
 
+    /// Starts a do-nothing Worker (it answers `{}` to everything) on the same
+    /// runtime, the baseline for benchmarks.
+    pub fn start_noop() -> Edge {
+        let dir = std::env::temp_dir().join(format!(
+            "edgehook-noop-{}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
+        std::fs::create_dir_all(&dir).expect("create dir");
+        std::fs::write(
+            dir.join("noop.js"),
+            "export default { async fetch(request) { await request.arrayBuffer(); \
+             return new Response('{}', { headers: { 'content-type': 'application/json' } }); } };\n",
+        )
+        .expect("write noop.js");
+        std::fs::write(
+            dir.join("wrangler.toml"),
+            "name = \"noop\"\nmain = \"noop.js\"\ncompatibility_date = \"2026-04-01\"\n",
+        )
+        .expect("write wrangler.toml");
+        let mut edge = Edge {
+            base: String::new(),
+            admin_token: String::new(),
+            dispatch_secret: String::new(),
+            dir,
+            port: free_port(),
+            child: None,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        };
+        edge.spawn();
+        edge
+    }
+
     /// The directory holding config, secrets, logs and state.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -73,6 +73,9 @@ async fn process(m: &Message<serde_json::Value>, env: &Env, key: &[u8]) {
 }
 
 async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
+    if !msg.dispatch {
+        return Ok(Next::Ack);
+    }
     let stub = wire::trigger_stub(env, &msg.trigger_id)?;
     let mut resp = wire::call(
         &stub,

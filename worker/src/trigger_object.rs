@@ -436,6 +436,7 @@ impl Trigger {
                         MessageBuilder::new(RunMessage {
                             trigger_id: cfg.id.clone(),
                             run_id: run_id.clone(),
+                            dispatch: cfg.target_url.is_some(),
                         })
                         .delay_seconds(delay_seconds)
                         .build()

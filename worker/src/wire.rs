@@ -35,6 +35,19 @@ pub struct RunMessage {
     pub trigger_id: String,
     /// The run.
     pub run_id: String,
+    /// False when the trigger had no target as the message was sent: the
+    /// object marks such a run delivered once it is on the queue, so the
+    /// consumer acks it without asking. Absent in older messages (true).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub dispatch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// A dead-letter message.
