@@ -616,6 +616,14 @@ impl Capture {
     }
 }
 
+/// `base` with the fields of `extra` added or replaced (both JSON objects).
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(o), Value::Object(e)) = (base.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    base
+}
+
 /// A unique name for a test's paths and triggers.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", random_hex(6))

@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 const SECRET: &str = "api-test-github-secret";
 
 fn github(extra: Value) -> String {
-    let mut body = json!({"name": unique("api"), "provider": "github", "signing_secret": SECRET});
-    if let (Some(o), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
+    let body = merged(
+        json!({"name": unique("api"), "provider": "github", "signing_secret": SECRET}),
+        extra,
+    );
     shared().create_trigger(body)["id"]
         .as_str()
         .expect("id")

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 const SECRET: &str = "dispatch-test-github-secret";
 
 fn trigger(target: &str, extra: Value) -> String {
-    let mut body = json!({"name": unique("dispatch"), "provider": "github", "signing_secret": SECRET, "target_url": target});
-    if let (Some(o), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
+    let body = merged(
+        json!({"name": unique("dispatch"), "provider": "github", "signing_secret": SECRET, "target_url": target}),
+        extra,
+    );
     shared().create_trigger(body)["id"]
         .as_str()
         .expect("id")

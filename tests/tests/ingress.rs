@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 const GH_SECRET: &str = "It's a Secret to Everybody";
 
 fn github_trigger(extra: Value) -> Value {
-    let mut body = json!({"name": unique("gh"), "provider": "github", "signing_secret": GH_SECRET});
-    if let (Some(o), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
+    let body = merged(
+        json!({"name": unique("gh"), "provider": "github", "signing_secret": GH_SECRET}),
+        extra,
+    );
     shared().create_trigger(body)
 }
 

@@ -271,6 +271,21 @@ impl Trigger {
         };
         let stored_headers = ingest::stored_headers(&cfg, &headers);
         let delivery_id = new_delivery_id(received_at, rand_delivery);
+        // What every stored outcome shares; each arm sets the rest.
+        let base = NewDelivery {
+            id: &delivery_id,
+            received_at,
+            status: DeliveryStatus::Queued,
+            dedupe_key: None,
+            signature_status: SignatureStatus::Valid.as_str(),
+            matched_secret: None,
+            event_type: None,
+            replayed_from: None,
+            replay_key: None,
+            reason: None,
+            headers: &stored_headers,
+            run_id: None,
+        };
         match ingest::screen(&cfg, &inbound) {
             Screening::TooLarge { limit } => Err(ApiError::PayloadTooLarge { limit }),
             Screening::BadBody(e) => Err(ApiError::BadRequest {
@@ -301,18 +316,12 @@ impl Trigger {
                 }
                 ledger.insert_delivery(
                     &NewDelivery {
-                        id: &delivery_id,
-                        received_at,
                         status: DeliveryStatus::Rejected,
                         dedupe_key: facts.dedupe_key.as_deref(),
                         signature_status: status.as_str(),
-                        matched_secret: None,
                         event_type: facts.event.name.as_deref(),
-                        replayed_from: None,
-                        replay_key: None,
                         reason: Some(&reason),
-                        headers: &stored_headers,
-                        run_id: None,
+                        ..base
                     },
                     &body,
                 )?;
@@ -353,18 +362,12 @@ impl Trigger {
                     Decision::Ignore(reason) => {
                         ledger.insert_delivery(
                             &NewDelivery {
-                                id: &delivery_id,
-                                received_at,
                                 status: DeliveryStatus::Ignored,
                                 dedupe_key: facts.dedupe_key.as_deref(),
-                                signature_status: SignatureStatus::Valid.as_str(),
                                 matched_secret: Some(matched.as_str()),
                                 event_type: facts.event.name.as_deref(),
-                                replayed_from: None,
-                                replay_key: None,
                                 reason: Some(reason.as_str()),
-                                headers: &stored_headers,
-                                run_id: None,
+                                ..base
                             },
                             &body,
                         )?;
@@ -386,18 +389,11 @@ impl Trigger {
                         let run_id = new_run_id(received_at, rand_run);
                         ledger.insert_delivery(
                             &NewDelivery {
-                                id: &delivery_id,
-                                received_at,
-                                status: DeliveryStatus::Queued,
                                 dedupe_key: facts.dedupe_key.as_deref(),
-                                signature_status: SignatureStatus::Valid.as_str(),
                                 matched_secret: Some(matched.as_str()),
                                 event_type: facts.event.name.as_deref(),
-                                replayed_from: None,
-                                replay_key: None,
-                                reason: None,
-                                headers: &stored_headers,
                                 run_id: Some(&run_id),
+                                ..base
                             },
                             &body,
                         )?;
