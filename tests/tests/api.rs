@@ -87,48 +87,32 @@ fn another_triggers_delivery_is_not_found() {
     let a = github(json!({}));
     let b = github(json!({}));
     let d = delivery_id(&send(&a, "push", &unique("k"), b"{}", SECRET));
-    assert_eq!(
-        shared()
-            .admin("GET", &format!("/api/triggers/{a}/deliveries/{d}"), None)
-            .status,
-        200
-    );
-    assert_eq!(
-        shared()
-            .admin("GET", &format!("/api/triggers/{b}/deliveries/{d}"), None)
-            .status,
-        404
-    );
-    assert_eq!(
-        shared()
-            .admin(
-                "POST",
-                &format!("/api/triggers/{b}/deliveries/{d}/replay"),
-                None
-            )
-            .status,
-        404
-    );
-    assert_eq!(
-        shared()
-            .admin(
-                "GET",
-                &format!("/api/triggers/{a}/deliveries/dlv_doesnotexist"),
-                None
-            )
-            .status,
-        404
-    );
-    assert_eq!(
-        shared()
-            .admin(
-                "GET",
-                &format!("/api/triggers/{a}/deliveries/not-an-id"),
-                None
-            )
-            .status,
-        404
-    );
+    let expect = [
+        ("GET", format!("/api/triggers/{a}/deliveries/{d}"), 200),
+        ("GET", format!("/api/triggers/{b}/deliveries/{d}"), 404),
+        (
+            "POST",
+            format!("/api/triggers/{b}/deliveries/{d}/replay"),
+            404,
+        ),
+        (
+            "GET",
+            format!("/api/triggers/{a}/deliveries/dlv_doesnotexist"),
+            404,
+        ),
+        (
+            "GET",
+            format!("/api/triggers/{a}/deliveries/not-an-id"),
+            404,
+        ),
+    ];
+    for (method, path, status) in expect {
+        assert_eq!(
+            shared().admin(method, &path, None).status,
+            status,
+            "{method} {path}"
+        );
+    }
 }
 
 #[test]

@@ -68,7 +68,6 @@ const MIGRATIONS: &[&[&str]] = &[&[
         attempts INTEGER NOT NULL DEFAULT 0,
         lease_until INTEGER,
         next_attempt_at INTEGER NOT NULL,
-        enqueued_at INTEGER,
         last_error TEXT,
         last_status_code INTEGER,
         dead_lettered_at INTEGER,
@@ -542,18 +541,6 @@ impl Ledger {
             ..run.state()
         };
         self.settle_run(&run, &state, None, None, now)
-    }
-
-    /// Records that run messages were sent to the queue.
-    pub fn mark_enqueued(&self, run_ids: &[String], now: Timestamp) -> ApiResult<()> {
-        for id in run_ids {
-            self.exec(
-                "mark enqueued",
-                "UPDATE runs SET enqueued_at = ? WHERE id = ?",
-                vec![i(now.millis()), s(id)],
-            )?;
-        }
-        Ok(())
     }
 
     /// Records that a failed run's message is on the dead-letter queue.

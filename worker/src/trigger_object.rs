@@ -62,6 +62,8 @@ pub struct Trigger {
     env: Env,
     ready: Cell<bool>,
     config: RefCell<Option<TriggerConfig>>,
+    /// Whether the trigger is deleted, once read (`None`: not read yet).
+    deleted: Cell<Option<bool>>,
     /// The alarm time this instance last set (ms), to avoid redundant writes.
     alarm_at: Cell<Option<i64>>,
     /// Rate limits; in memory, as a limit needs no durability.
@@ -75,6 +77,7 @@ impl worker::DurableObject for Trigger {
             env,
             ready: Cell::new(false),
             config: RefCell::new(None),
+            deleted: Cell::new(None),
             alarm_at: Cell::new(None),
             limiter: RefCell::new(Limiter::new(LIMITER_MAX_IPS)),
         }
@@ -166,8 +169,17 @@ impl Trigger {
     }
 
     /// The configuration of a trigger that exists and is not deleted.
+    fn is_deleted(&self) -> ApiResult<bool> {
+        if let Some(d) = self.deleted.get() {
+            return Ok(d);
+        }
+        let d = self.ledger().deleted_at()?.is_some();
+        self.deleted.set(Some(d));
+        Ok(d)
+    }
+
     fn live_config(&self) -> ApiResult<TriggerConfig> {
-        if self.ledger().deleted_at()?.is_some() {
+        if self.is_deleted()? {
             return Err(ApiError::NotFound("trigger"));
         }
         self.config()?.ok_or(ApiError::NotFound("trigger"))
@@ -452,19 +464,15 @@ impl Trigger {
         let now = now();
         match sent {
             Ok(()) => {
-                let ledger = self.ledger();
-                let marked = ledger.mark_enqueued(run_ids, now).and_then(|_| {
-                    if cfg.target_url.is_none() {
-                        // No target: the ledger (and Postgres) are the output,
-                        // and the run is done once it is on the queue.
-                        for id in run_ids {
-                            ledger.deliver_without_target(id, now)?;
+                if cfg.target_url.is_none() {
+                    // No target: the ledger (and Postgres) are the output,
+                    // and the run is done once it is on the queue.
+                    let ledger = self.ledger();
+                    for id in run_ids {
+                        if let Err(e) = ledger.deliver_without_target(id, now) {
+                            e.into_response();
                         }
                     }
-                    Ok(())
-                });
-                if let Err(e) = marked {
-                    e.into_response();
                 }
             }
             Err(e) => console_error!(
@@ -522,6 +530,7 @@ impl Trigger {
         let cfg = self.live_config()?;
         let now = now();
         self.ledger().mark_deleted(now)?;
+        self.deleted.set(Some(true));
         self.sync_registry(&cfg, &Self::base_url(req), Some(now))
             .await;
         Ok(http::bytes(204, "application/json", Vec::new()))
@@ -809,7 +818,7 @@ impl Trigger {
         };
         let now = now();
         let ledger = self.ledger();
-        let (Some(cfg), None) = (self.config()?, ledger.deleted_at()?) else {
+        let (Some(cfg), false) = (self.config()?, self.is_deleted()?) else {
             return drop();
         };
         let Some(run) = ledger.run(run_id)? else {
