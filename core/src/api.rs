@@ -78,7 +78,8 @@ pub struct TriggerView {
     pub provider: Provider,
     pub enabled: bool,
     pub has_signing_secret: bool,
-    /// The last four characters of the current secret.
+    /// The last four characters of the current secret, when it has at least
+    /// 16 (a shorter one would be given away).
     pub signing_secret_hint: Option<String>,
     /// Until when the previous secret is still accepted, during a rotation.
     pub previous_secret_expires_at: Option<String>,
@@ -123,7 +124,7 @@ impl TriggerView {
             provider: cfg.provider,
             enabled: cfg.enabled,
             has_signing_secret: cfg.signing_secret.is_some(),
-            signing_secret_hint: cfg.signing_secret.as_ref().map(|s| s.hint()),
+            signing_secret_hint: cfg.signing_secret.as_ref().and_then(|s| s.hint()),
             previous_secret_expires_at: if cfg.previous_secret.is_some() {
                 rfc(cfg.previous_secret_expires_at)
             } else {

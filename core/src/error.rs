@@ -25,6 +25,8 @@ pub enum VerifyError {
     NoSupportedSignature,
     /// The signed timestamp is further from the receive time than the tolerance.
     TimestampOutOfTolerance,
+    /// A scheme that signs a timestamp in the body has none there.
+    MissingTimestamp(&'static str),
     /// No signature matched any valid secret.
     SignatureMismatch,
 }
@@ -39,7 +41,9 @@ impl VerifyError {
                 SignatureStatus::Missing
             }
             VerifyError::MalformedHeader(_) => SignatureStatus::Malformed,
-            VerifyError::TimestampOutOfTolerance => SignatureStatus::OutOfTolerance,
+            VerifyError::TimestampOutOfTolerance | VerifyError::MissingTimestamp(_) => {
+                SignatureStatus::OutOfTolerance
+            }
             VerifyError::SignatureMismatch => SignatureStatus::Invalid,
         }
     }
@@ -64,6 +68,7 @@ impl std::fmt::Display for VerifyError {
             VerifyError::MalformedHeader(h) => write!(f, "malformed header {h}"),
             VerifyError::NoSupportedSignature => f.write_str("no signature of a supported version"),
             VerifyError::TimestampOutOfTolerance => f.write_str("timestamp outside the tolerance"),
+            VerifyError::MissingTimestamp(field) => write!(f, "missing signed timestamp {field}"),
             VerifyError::SignatureMismatch => f.write_str("signature does not match"),
         }
     }

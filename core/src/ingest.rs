@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn slack_challenge_needs_a_valid_signature() {
-        let secret = "slack-secret";
+        let secret = "slack-signing-secret-0123456789";
         let req: TriggerCreate = serde_json::from_value(
             serde_json::json!({"name": "s", "provider": "slack", "signing_secret": secret}),
         )
@@ -381,12 +381,15 @@ mod tests {
 
     #[test]
     fn api_key_header_is_redacted_in_storage() {
-        let req: TriggerCreate = serde_json::from_value(serde_json::json!({"name": "k", "provider": "api_key", "signing_secret": "k-1", "api_key_header": "X-Hook-Key"})).expect("json");
+        let req: TriggerCreate = serde_json::from_value(serde_json::json!({"name": "k", "provider": "api_key", "signing_secret": "k-1-0123456789abcdef", "api_key_header": "X-Hook-Key"})).expect("json");
         let cfg = TriggerConfig::create("trg_k".into(), req, Timestamp(0)).expect("valid");
-        let h = HeaderList::from_pairs([("X-Hook-Key", "k-1"), ("Authorization", "Bearer t")]);
+        let h = HeaderList::from_pairs([
+            ("X-Hook-Key", "k-1-0123456789abcdef"),
+            ("Authorization", "Bearer t"),
+        ]);
         let stored = stored_headers(&cfg, &h);
         assert!(stored
             .iter()
-            .all(|(_, v)| !v.contains("k-1") && v != "Bearer t"));
+            .all(|(_, v)| !v.contains("k-1-0123") && v != "Bearer t"));
     }
 }

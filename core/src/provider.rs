@@ -219,7 +219,8 @@ pub fn parse_body(
 /// the opt-in body hash.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeySources<'a> {
-    /// A header holding the dedupe key, after `Idempotency-Key`.
+    /// A header holding the dedupe key. When this or the pointer is set,
+    /// `Idempotency-Key` is not read.
     pub dedupe_header: Option<&'a str>,
     /// A JSON pointer to the dedupe key, after the header.
     pub dedupe_json_pointer: Option<&'a str>,
@@ -269,9 +270,17 @@ pub fn dedupe_key(
             header(IDEMPOTENCY_KEY_HEADER).or_else(|| header("x-gitlab-webhook-uuid"))
         }
         Provider::Linear => header("linear-delivery"),
-        Provider::Generic | Provider::Basic | Provider::ApiKey => header(IDEMPOTENCY_KEY_HEADER)
-            .or_else(|| sources.dedupe_header.and_then(header))
-            .or_else(|| sources.dedupe_json_pointer.and_then(|p| json_str(json, p))),
+        // The operator's configured source wins, and when one is configured
+        // it is the only one: an unsigned client header must not override a
+        // key inside the signed body, nor stand in when that key is absent.
+        Provider::Generic | Provider::Basic | Provider::ApiKey => {
+            match (sources.dedupe_header, sources.dedupe_json_pointer) {
+                (None, None) => header(IDEMPOTENCY_KEY_HEADER),
+                (h, p) => h
+                    .and_then(header)
+                    .or_else(|| p.and_then(|p| json_str(json, p))),
+            }
+        }
     };
     let key = key.or_else(|| {
         sources
@@ -495,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn generic_key_sources_in_order() {
+    fn configured_key_sources_win_over_the_client_header() {
         let sources = KeySources {
             dedupe_header: Some("x-request-id"),
             dedupe_json_pointer: Some("/meta/id"),
@@ -506,10 +515,44 @@ mod tests {
             |hs: &[(&str, &str)]| dedupe_key(Provider::Generic, sources, &h(hs), &payload, b"{}");
         assert_eq!(
             key(&[("Idempotency-Key", "a"), ("X-Request-Id", "b")]).as_deref(),
+            Some("b")
+        );
+        assert_eq!(key(&[("Idempotency-Key", "a")]).as_deref(), Some("42"));
+        assert_eq!(key(&[]).as_deref(), Some("42"));
+
+        // A pointer into the signed body beats an unsigned Idempotency-Key,
+        // and when the body lacks it, the header does not stand in.
+        let pointer_only = KeySources {
+            dedupe_json_pointer: Some("/meta/id"),
+            ..Default::default()
+        };
+        for provider in [Provider::Generic, Provider::Basic, Provider::ApiKey] {
+            let k = |hs: &[(&str, &str)], pl: &Payload| {
+                dedupe_key(provider, pointer_only, &h(hs), pl, b"{}")
+            };
+            assert_eq!(
+                k(&[("Idempotency-Key", "forged")], &payload).as_deref(),
+                Some("42")
+            );
+            assert_eq!(
+                k(&[("Idempotency-Key", "forged")], &Payload::Json(json!({}))),
+                None
+            );
+        }
+
+        // With nothing configured, the client's header is the key.
+        let none = KeySources::default();
+        assert_eq!(
+            dedupe_key(
+                Provider::Generic,
+                none,
+                &h(&[("Idempotency-Key", "a")]),
+                &payload,
+                b"{}"
+            )
+            .as_deref(),
             Some("a")
         );
-        assert_eq!(key(&[("X-Request-Id", "b")]).as_deref(), Some("b"));
-        assert_eq!(key(&[]).as_deref(), Some("42"));
     }
 
     #[test]

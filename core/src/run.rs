@@ -24,6 +24,8 @@ pub const LEASE_MARGIN_SECONDS: i64 = 15;
 /// A queued run whose message should have been consumed this long ago is
 /// presumed lost and re-enqueued by the alarm.
 pub const REENQUEUE_GRACE_SECONDS: i64 = 20;
+/// The longest wait between two re-sends of one unclaimed run.
+pub const MAX_RESEND_SPACING_SECONDS: i64 = 600;
 
 /// A run's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +76,10 @@ pub struct RunState {
     pub lease_until: Option<Timestamp>,
     /// The earliest time of the next attempt.
     pub next_attempt_at: Timestamp,
+    /// Messages re-sent by the alarm since the run was last claimed.
+    pub resends: u32,
+    /// Not re-sent again before this time (the last re-send's spacing).
+    pub resend_after: Option<Timestamp>,
 }
 
 impl RunState {
@@ -84,6 +90,8 @@ impl RunState {
             attempts: 0,
             lease_until: None,
             next_attempt_at: now,
+            resends: 0,
+            resend_after: None,
         }
     }
 }
@@ -149,10 +157,15 @@ pub fn claim(state: &RunState, now: Timestamp, lease_seconds: i64) -> Claim {
 }
 
 /// The state after a successful claim.
+///
+/// A claim proves the queue delivered a message, so the re-send backoff
+/// starts over.
 pub fn apply_claim(state: &RunState, attempt: u32, lease_until: Timestamp) -> RunState {
     RunState {
         attempts: attempt,
         lease_until: Some(lease_until),
+        resends: 0,
+        resend_after: None,
         ..*state
     }
 }
@@ -252,16 +265,50 @@ pub fn apply_settlement(state: &RunState, settlement: Settlement) -> RunState {
 /// When the alarm should look at a run again: for an attempt in flight, when
 /// its lease ends (the lease already outlasts the timeout, so an unreported
 /// attempt is dead by then); otherwise [`REENQUEUE_GRACE_SECONDS`] after it
-/// became due, by which time a healthy queue has delivered its message.
-/// `None` for a final run.
+/// became due, by which time a healthy queue has delivered its message, and
+/// never before the spacing of its last re-send has passed. `None` for a
+/// final run.
 pub fn recheck_at(state: &RunState) -> Option<Timestamp> {
     if state.status.is_final() {
         return None;
     }
     Some(match state.lease_until {
         Some(lease) => lease,
-        None => state.next_attempt_at.plus_secs(REENQUEUE_GRACE_SECONDS),
+        None => {
+            let due = state.next_attempt_at.plus_secs(REENQUEUE_GRACE_SECONDS);
+            state.resend_after.map_or(due, |after| due.max(after))
+        }
     })
+}
+
+/// The wait after the `n`th re-send (0-based) of an unclaimed run before
+/// the next: the grace, doubling, capped at [`MAX_RESEND_SPACING_SECONDS`].
+/// During a consumer outage a run is re-sent about
+/// [`max_resends_within`]`(duration)` times, not once per alarm.
+pub fn resend_spacing_seconds(n: u32) -> i64 {
+    let doubled = REENQUEUE_GRACE_SECONDS.saturating_mul(1i64 << n.min(20));
+    doubled.min(MAX_RESEND_SPACING_SECONDS)
+}
+
+/// The state after the alarm re-sent a run's message at `now`.
+pub fn apply_resend(state: &RunState, now: Timestamp) -> RunState {
+    RunState {
+        resends: state.resends.saturating_add(1),
+        resend_after: Some(now.plus_secs(resend_spacing_seconds(state.resends))),
+        ..*state
+    }
+}
+
+/// The most re-sends one run can get within `seconds` of becoming due while
+/// no consumer claims it: the bound the alarm keeps during an outage.
+pub fn max_resends_within(seconds: i64) -> u32 {
+    let mut t = REENQUEUE_GRACE_SECONDS;
+    let mut n = 0;
+    while t <= seconds {
+        t += resend_spacing_seconds(n);
+        n += 1;
+    }
+    n
 }
 
 /// Whether the alarm should re-enqueue a run at `now`: its message looks lost
@@ -375,6 +422,34 @@ mod tests {
         assert_eq!(p.delay_after(2), 1200);
         assert_eq!(p.delay_after(10), MAX_RETRY_DELAY_SECONDS);
         assert_eq!(p.delay_after(40), MAX_RETRY_DELAY_SECONDS);
+    }
+
+    /// An hour of consumer outage, with an alarm that fires every second
+    /// (the worst case: other runs keep it busy): the run is re-sent only
+    /// when its spacing allows, and the total stays within the stated bound.
+    #[test]
+    fn an_hour_of_outage_resends_a_run_a_bounded_number_of_times() {
+        let mut s = RunState::new(T0);
+        let mut sent = 1; // the first send, at ingest
+        let mut times = Vec::new();
+        for sec in 0..=3600 {
+            let now = T0.plus_secs(sec);
+            if needs_reenqueue(&s, now) {
+                s = apply_resend(&s, now);
+                sent += 1;
+                times.push(sec);
+            }
+        }
+        assert_eq!(times, vec![20, 40, 80, 160, 320, 640, 1240, 1840, 2440, 3040]);
+        assert_eq!(sent, 11, "at most 11 messages per run in an hour of outage");
+        assert_eq!(max_resends_within(3600), 10);
+        // Later, one re-send every MAX_RESEND_SPACING_SECONDS.
+        assert_eq!(max_resends_within(7200) - max_resends_within(3600), 6);
+
+        // Once a consumer claims the run, the spacing starts over.
+        let (claimed_state, _) = claimed(&s, T0.plus_secs(3601));
+        assert_eq!(claimed_state.resends, 0);
+        assert_eq!(claimed_state.resend_after, None);
     }
 
     #[test]

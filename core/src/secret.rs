@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// How many trailing characters a hint shows.
+pub const HINT_CHARS: usize = 4;
+/// The shortest secret that gets a hint: a hint then shows at most a quarter
+/// of it. Secrets stored before the minimum lengths existed may be shorter.
+pub const HINT_MIN_CHARS: usize = 16;
+
 /// A signing secret, token or password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -29,11 +35,15 @@ impl Secret {
         self.0.as_bytes()
     }
 
-    /// The last four characters, which operators use to tell secrets apart.
-    pub fn hint(&self) -> String {
+    /// The last [`HINT_CHARS`] characters, which operators use to tell
+    /// secrets apart; `None` for a secret shorter than [`HINT_MIN_CHARS`],
+    /// where a hint would give away too much of it.
+    pub fn hint(&self) -> Option<String> {
         let chars: Vec<char> = self.0.chars().collect();
-        let start = chars.len().saturating_sub(4);
-        chars[start..].iter().collect()
+        if chars.len() < HINT_MIN_CHARS {
+            return None;
+        }
+        Some(chars[chars.len() - HINT_CHARS..].iter().collect())
     }
 
     /// Compares `candidate` with this secret in constant time.
@@ -73,10 +83,19 @@ mod tests {
     }
 
     #[test]
-    fn hint_is_last_four_characters() {
-        assert_eq!(Secret::new("abcdefgh").hint(), "efgh");
-        assert_eq!(Secret::new("ab").hint(), "ab");
-        assert_eq!(Secret::new("ünïcødé").hint(), "cødé");
+    fn hint_is_last_four_characters_of_a_long_enough_secret() {
+        assert_eq!(
+            Secret::new("0123456789abcdefgh").hint().as_deref(),
+            Some("efgh")
+        );
+        assert_eq!(
+            Secret::new("ünïcødé-ünïcødé-ünïcødé").hint().as_deref(),
+            Some("cødé")
+        );
+        // A short secret would be given away whole, or nearly: no hint.
+        assert_eq!(Secret::new("ab").hint(), None);
+        assert_eq!(Secret::new("abcdefgh").hint(), None);
+        assert_eq!(Secret::new("0123456789abcde").hint(), None);
     }
 
     #[test]

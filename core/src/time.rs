@@ -100,7 +100,13 @@ impl Timestamp {
         }
         let offset_secs = match rest {
             "Z" | "z" => 0,
-            o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            // Checked as bytes first: slicing a string at a byte offset
+            // inside a multi-byte character would panic.
+            o if o.len() == 6
+                && o.is_ascii()
+                && (o.starts_with('+') || o.starts_with('-'))
+                && &o[3..4] == ":" =>
+            {
                 let oh: i64 = o[1..3].parse().ok()?;
                 let om: i64 = o[4..6].parse().ok()?;
                 let sign = if o.starts_with('-') { -1 } else { 1 };
@@ -158,6 +164,23 @@ mod tests {
             "2000-02-29T00:00:00.000Z"
         );
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn non_ascii_never_panics() {
+        // A multi-byte character where the offset's digits or colon belong
+        // used to panic on a byte slice inside the character.
+        for text in [
+            "2021-02-25T16:02:10+0é00",
+            "2021-02-25T16:02:10+é:00",
+            "2021-02-25T16:02:10.5+0€0",
+            "2021-02-25T16:02:1é",
+            "2021-02-25T16:02:10é",
+            "ééééééééééééééééééééééé",
+            "2021-02-25T16:02:10\u{0}",
+        ] {
+            assert_eq!(Timestamp::parse(text), None, "{text:?}");
+        }
     }
 
     #[test]

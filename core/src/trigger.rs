@@ -347,21 +347,58 @@ where
     v.map(|s| f(field, &s)).transpose()
 }
 
-/// Checks a secret for `provider`: non-empty, bounded, and decodable where the
-/// provider needs a particular encoding.
+/// The shortest secret `provider` accepts, in bytes. For `standard` it is
+/// the decoded key's length; for every other provider the secret's own.
+///
+/// Every provider that generates secrets makes them far longer (GitHub's
+/// documentation suggests 32+ random characters, Stripe's `whsec_` keys are
+/// 38, Slack's signing secrets 32, Standard Webhooks keys 24 bytes); a short
+/// one is a typo or a guessable password, and a HMAC or token check is only
+/// as strong as its secret.
+pub fn min_secret_len(provider: Provider) -> usize {
+    match provider {
+        Provider::Standard => MIN_STANDARD_KEY_BYTES,
+        _ => MIN_SECRET_LEN,
+    }
+}
+
+/// The shortest secret accepted (bytes), except for `standard`.
+pub const MIN_SECRET_LEN: usize = 16;
+/// The shortest decoded Standard Webhooks key accepted (bytes).
+pub const MIN_STANDARD_KEY_BYTES: usize = 16;
+
+/// Checks a secret for `provider`: long enough, bounded, and decodable where
+/// the provider needs a particular encoding.
 pub fn check_secret(provider: Provider, raw: &str) -> Result<Secret, ConfigError> {
     let field = "signing_secret";
-    if raw.is_empty() || raw.len() > MAX_SECRET_LEN {
+    let min = min_secret_len(provider);
+    if raw.len() > MAX_SECRET_LEN {
         return Err(ConfigError::new(
             field,
-            format!("must be 1 to {MAX_SECRET_LEN} bytes"),
+            format!("must be at most {MAX_SECRET_LEN} bytes"),
         ));
     }
     let secret = Secret::new(raw);
-    if provider == Provider::Standard && verify::standard_key(&secret).is_err() {
+    if provider == Provider::Standard {
+        return match verify::standard_key(&secret) {
+            Ok(key) if key.len() >= min => Ok(secret),
+            Ok(_) => Err(ConfigError::new(
+                field,
+                format!("a Standard Webhooks key must decode to at least {min} bytes"),
+            )),
+            Err(_) => Err(ConfigError::new(
+                field,
+                "a Standard Webhooks secret is base64, optionally prefixed with whsec_",
+            )),
+        };
+    }
+    if raw.len() < min {
         return Err(ConfigError::new(
             field,
-            "a Standard Webhooks secret is base64, optionally prefixed with whsec_",
+            format!(
+                "must be at least {min} bytes for the {} provider",
+                provider.as_str()
+            ),
         ));
     }
     Ok(secret)
@@ -739,19 +776,50 @@ mod tests {
     }
 
     #[test]
+    fn secrets_have_a_minimum_length_per_provider() {
+        for provider in [
+            "github", "stripe", "slack", "shopify", "gitlab", "linear", "generic", "api_key",
+        ] {
+            for short in ["x", "0123456789abcde"] {
+                let err = create(
+                    serde_json::json!({"name": "x", "provider": provider, "signing_secret": short}),
+                )
+                .expect_err("short secret");
+                assert_eq!(err.field, "signing_secret", "{provider}");
+            }
+            create(serde_json::json!({"name": "x", "provider": provider, "signing_secret": "0123456789abcdef"}))
+                .expect("16 bytes is enough");
+        }
+        // Standard Webhooks: the decoded key counts. "AAAA" is 3 bytes.
+        let err = create(
+            serde_json::json!({"name": "x", "provider": "standard", "signing_secret": "whsec_AAAA"}),
+        )
+        .expect_err("short key");
+        assert_eq!(err.field, "signing_secret");
+        create(serde_json::json!({"name": "x", "provider": "standard", "signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+            .expect("the spec's 24-byte key");
+    }
+
+    #[test]
     fn rotation_keeps_previous_for_the_grace_period() {
         let mut t = create(
-            serde_json::json!({"name": "x", "provider": "github", "signing_secret": "old-secret"}),
+            serde_json::json!({"name": "x", "provider": "github", "signing_secret": "old-secret-0123456789"}),
         )
         .expect("valid");
-        t.rotate_secret("new-secret", 60, Timestamp::from_secs(100))
+        t.rotate_secret("new-secret-0123456789", 60, Timestamp::from_secs(100))
             .expect("rotate");
         let during = t.secrets_at(Timestamp::from_secs(159));
-        assert_eq!(during.current.map(Secret::expose), Some("new-secret"));
-        assert_eq!(during.previous.map(Secret::expose), Some("old-secret"));
+        assert_eq!(
+            during.current.map(Secret::expose),
+            Some("new-secret-0123456789")
+        );
+        assert_eq!(
+            during.previous.map(Secret::expose),
+            Some("old-secret-0123456789")
+        );
         let after = t.secrets_at(Timestamp::from_secs(160));
         assert!(after.previous.is_none());
-        t.rotate_secret("newer-secret", 0, Timestamp::from_secs(200))
+        t.rotate_secret("newer-secret-0123456789", 0, Timestamp::from_secs(200))
             .expect("rotate");
         assert!(t.previous_secret.is_none());
     }

@@ -453,9 +453,11 @@ pub fn verify_linear(
             v.get(LINEAR_TIMESTAMP_FIELD)
                 .and_then(serde_json::Value::as_i64)
         });
+    // Without a signed timestamp a captured delivery could be replayed
+    // forever: fail closed.
     match stamp {
         Some(ms) => check_timestamp(ms.div_euclid(1000), now, tolerance_secs),
-        None => Ok(()),
+        None => Err(VerifyError::MissingTimestamp(LINEAR_TIMESTAMP_FIELD)),
     }
 }
 

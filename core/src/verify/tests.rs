@@ -649,6 +649,21 @@ fn cases() -> Vec<Case> {
             expect: late.clone(),
         },
         Case {
+            name: "linear without webhookTimestamp fails closed",
+            scheme: Scheme::Linear,
+            secret: LINEAR_SECRET,
+            headers: vec![(
+                "Linear-Signature",
+                hex::encode(hmac_sha256(
+                    LINEAR_SECRET.as_bytes(),
+                    &[br#"{"action":"create","type":"Issue"}"#],
+                )),
+            )],
+            body: br#"{"action":"create","type":"Issue"}"#.to_vec(),
+            now: NOW,
+            expect: Err(VerifyError::MissingTimestamp(LINEAR_TIMESTAMP_FIELD)),
+        },
+        Case {
             name: "linear tampered byte",
             scheme: Scheme::Linear,
             secret: LINEAR_SECRET,
