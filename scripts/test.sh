@@ -13,8 +13,8 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "core unit tests"
-cargo test --locked -p edgehook-core
+step "unit tests (core, and the Worker's pure helpers)"
+cargo test --locked -p edgehook-core -p edgehook-worker --lib
 
 step "build the Worker (wasm32)"
 bash scripts/build-worker.sh

@@ -108,6 +108,13 @@ pub struct TriggerView {
     pub api_key_header: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Bytes the ledger may hold before new deliveries get 507.
+    #[serde(default)]
+    pub storage_budget_bytes: u64,
+    /// Bytes the ledger holds now (deliveries, bodies, runs); shown when the
+    /// trigger is read from its own ledger, absent in listings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_used_bytes: Option<u64>,
     /// Set on deleted triggers, which only the backfill's listing shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
@@ -155,6 +162,8 @@ impl TriggerView {
             api_key_header: cfg.api_key_header.clone(),
             created_at: cfg.created_at.to_rfc3339(),
             updated_at: cfg.updated_at.to_rfc3339(),
+            storage_budget_bytes: cfg.storage_budget(),
+            storage_used_bytes: None,
             deleted_at: None,
         }
     }
@@ -186,6 +195,10 @@ pub struct RunView {
     pub next_attempt_at: Option<String>,
     /// When a failed run's message was put on the dead-letter queue.
     pub dead_lettered_at: Option<String>,
+    /// How many times the alarm re-sent the run's message because no
+    /// consumer had claimed it (reset by a claim); spaced exponentially.
+    #[serde(default)]
+    pub resends: u32,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -218,8 +231,12 @@ pub struct Delivery {
     pub replayed_from: Option<String>,
     /// Why it was ignored or rejected.
     pub reason: Option<String>,
-    /// Size of the raw body.
+    /// Size of the raw body as received.
     pub body_bytes: u64,
+    /// Whether only an excerpt of the body was stored (rejected deliveries
+    /// keep at most 4 KiB); `raw_body` is then that excerpt.
+    #[serde(default)]
+    pub body_truncated: bool,
     /// Its run, if it has one.
     pub run: Option<RunView>,
     /// Request headers, credentials redacted (detail and change feed only).

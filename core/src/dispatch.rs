@@ -6,7 +6,7 @@
 //! target can dedupe, and `webhook-signature` is signed with the dispatch
 //! secret, so any Standard Webhooks library can verify it.
 
-use crate::headers::{HeaderList, REDACTED};
+use crate::headers::HeaderList;
 use crate::verify::{
     sign_standard, STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER,
 };
@@ -47,7 +47,10 @@ pub fn forwards(name: &str, value: &str) -> bool {
         "x-edgehook-",
     ];
     let name = name.to_ascii_lowercase();
-    if value == REDACTED || crate::headers::CREDENTIAL_HEADERS.contains(&name.as_str()) {
+    if crate::headers::is_redacted(value)
+        || crate::headers::CREDENTIAL_HEADERS.contains(&name.as_str())
+        || crate::headers::SIGNATURE_HEADERS.contains(&name.as_str())
+    {
         return false;
     }
     !DROP.contains(&name.as_str()) && !DROP_PREFIXES.iter().any(|p| name.starts_with(p))
@@ -113,7 +116,7 @@ mod tests {
             ("content-type", "application/json"),
             ("x-github-event", "push"),
             ("x-hub-signature-256", "sha256=ab"),
-            ("authorization", REDACTED),
+            ("authorization", crate::headers::REDACTED),
             ("cf-connecting-ip", "203.0.113.9"),
             ("webhook-id", "msg_inbound"),
             ("host", "edge.example"),

@@ -4,6 +4,13 @@ use base64::Engine;
 
 const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
+/// The hex SHA-256 of `bytes`: a fingerprint of a request, for telling a
+/// retried call from a different one under the same `Idempotency-Key`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Lower-case Crockford base32 without padding: URL-safe, case-insensitive on
 /// input, and free of the letters people confuse (i, l, o, u).
 pub fn base32_encode(bytes: &[u8]) -> String {

@@ -6,6 +6,7 @@
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 /// The text that replaces a credential in stored headers.
 pub const REDACTED: &str = "[redacted]";
@@ -20,6 +21,55 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
     "api-key",
     "x-edgehook-token",
 ];
+
+/// Header names that carry a provider's signature. Their values are stored
+/// as a scheme and a fingerprint only ([`redact_signature`]): a signature of a
+/// scheme without a timestamp (GitHub, Shopify, generic HMAC) stays valid
+/// forever, so whoever could read a stored one could re-send the body under a
+/// new delivery id.
+pub const SIGNATURE_HEADERS: &[&str] = &[
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "stripe-signature",
+    "x-slack-signature",
+    "x-shopify-hmac-sha256",
+    "webhook-signature",
+    "svix-signature",
+    "linear-signature",
+    "x-signature",
+];
+
+/// How a redacted signature value begins after its scheme.
+const SIGNATURE_REDACTED_MARK: &str = "[redacted fp=";
+
+/// A signature value reduced to its scheme and a fingerprint, e.g.
+/// `sha256=757107ea…` → `sha256=[redacted fp=1a2b3c4d]`. The scheme is the
+/// value's leading label when it is a known one (`sha256`, `v0`, `v1`, `t`); the
+/// fingerprint is the first 4 bytes of the SHA-256 of the whole value, enough
+/// to tell two deliveries' signatures apart and useless for forging one.
+/// Idempotent: a redacted value is returned unchanged.
+pub fn redact_signature(value: &str) -> String {
+    if is_redacted(value) {
+        return value.to_string();
+    }
+    let label_len = value.bytes().take_while(u8::is_ascii_alphanumeric).count();
+    // Only known labels count: base64 with padding also looks like `x=`.
+    const SCHEMES: &[&str] = &["sha1", "sha256", "sha512", "v0", "v1", "t"];
+    let scheme = match value.as_bytes().get(label_len) {
+        Some(b'=' | b',') if SCHEMES.contains(&&value[..label_len]) => &value[..=label_len],
+        _ => "",
+    };
+    let digest = Sha256::digest(value.as_bytes());
+    format!(
+        "{scheme}{SIGNATURE_REDACTED_MARK}{}]",
+        hex::encode(&digest[..4])
+    )
+}
+
+/// Whether a stored value was redacted (a credential or a signature).
+pub fn is_redacted(value: &str) -> bool {
+    value == REDACTED || value.contains(SIGNATURE_REDACTED_MARK)
+}
 
 /// An ordered list of `(name, value)` pairs with lower-cased names. It
 /// serialises as a JSON object in order (`{"content-type": "…"}`); a repeated
@@ -134,6 +184,27 @@ impl HeaderList {
                 .collect(),
         )
     }
+
+    /// A copy with every signature reduced by [`redact_signature`]: the
+    /// fixed [`SIGNATURE_HEADERS`] and any names in `extra` (a generic
+    /// trigger's signature header). Applying it twice changes nothing.
+    pub fn signatures_redacted(&self, extra: &[&str]) -> HeaderList {
+        HeaderList(
+            self.0
+                .iter()
+                .map(|(n, v)| {
+                    let signature = SIGNATURE_HEADERS.contains(&n.as_str())
+                        || extra.iter().any(|e| e.eq_ignore_ascii_case(n));
+                    let v = if signature {
+                        redact_signature(v)
+                    } else {
+                        v.clone()
+                    };
+                    (n.clone(), v)
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -170,5 +241,39 @@ mod tests {
         assert_eq!(r.get("x-gitlab-token"), Some(REDACTED));
         assert_eq!(r.get("x-my-key"), Some(REDACTED));
         assert_eq!(r.get("x-hub-signature-256"), Some("sha256=00"));
+    }
+
+    #[test]
+    fn signatures_keep_their_scheme_and_a_fingerprint_only() {
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let h = HeaderList::from_pairs([
+            ("X-Hub-Signature-256", sig),
+            ("Stripe-Signature", "t=1700000000,v1=abcdef0123"),
+            (
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+            ("X-Shopify-Hmac-Sha256", "dGVzdA=="),
+            ("X-Custom-Sig", "deadbeef"),
+            ("X-GitHub-Event", "push"),
+        ]);
+        let r = h.signatures_redacted(&["x-custom-sig"]);
+        let gh = r.get("x-hub-signature-256").expect("kept");
+        assert!(gh.starts_with("sha256=[redacted fp="), "{gh}");
+        assert!(!gh.contains("757107ea0eb2"));
+        assert!(r
+            .get("webhook-signature")
+            .is_some_and(|v| v.starts_with("v1,[redacted fp=")));
+        assert!(r
+            .get("x-shopify-hmac-sha256")
+            .is_some_and(|v| v.starts_with("[redacted fp=")));
+        assert!(r.get("x-custom-sig").is_some_and(is_redacted));
+        assert!(r
+            .get("stripe-signature")
+            .is_some_and(|v| !v.contains("abcdef0123")));
+        assert_eq!(r.get("x-github-event"), Some("push"));
+        // Distinct signatures stay distinguishable; redaction is idempotent.
+        assert_ne!(redact_signature("sha256=00"), redact_signature("sha256=01"));
+        assert_eq!(r.signatures_redacted(&["x-custom-sig"]), r);
     }
 }

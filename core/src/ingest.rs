@@ -160,6 +160,46 @@ pub fn screen(cfg: &TriggerConfig, inbound: &Inbound<'_>) -> Screening {
     }
 }
 
+/// The most of a rejected delivery's body that is stored: enough to see what
+/// was sent, never the whole of an anonymous sender's upload.
+pub const REJECTED_BODY_EXCERPT_BYTES: usize = 4096;
+/// Rejected deliveries stored per minute; beyond this they are only counted.
+pub const REJECTIONS_STORED_PER_MINUTE: u64 = 60;
+/// Bytes of rejected deliveries (headers and excerpts) stored per minute;
+/// beyond this they are only counted. With the count cap, a flood of
+/// unsigned requests adds at most this much to the ledger per minute.
+pub const REJECTION_BYTES_STORED_PER_MINUTE: u64 = 256 * 1024;
+/// What a stored delivery costs besides its headers and body: the row, its
+/// run and their index entries (an upper estimate).
+pub const ROW_OVERHEAD_BYTES: u64 = 512;
+
+/// The part of a rejected delivery's body that is stored, and whether it was
+/// cut.
+pub fn rejected_excerpt(body: &[u8]) -> (&[u8], bool) {
+    if body.len() > REJECTED_BODY_EXCERPT_BYTES {
+        (&body[..REJECTED_BODY_EXCERPT_BYTES], true)
+    } else {
+        (body, false)
+    }
+}
+
+/// The bytes a delivery row accounts for in the ledger's storage budget.
+pub fn stored_size(headers_json_bytes: usize, stored_body_bytes: usize) -> u64 {
+    headers_json_bytes as u64 + stored_body_bytes as u64 + ROW_OVERHEAD_BYTES
+}
+
+/// Whether one more rejection of `size` bytes may be stored, given what was
+/// stored in the last minute; otherwise it is only counted.
+pub fn rejection_storable(rows_last_minute: u64, bytes_last_minute: u64, size: u64) -> bool {
+    rows_last_minute < REJECTIONS_STORED_PER_MINUTE
+        && bytes_last_minute.saturating_add(size) <= REJECTION_BYTES_STORED_PER_MINUTE
+}
+
+/// Whether a write of `size` bytes fits the trigger's storage budget.
+pub fn within_budget(used: u64, size: u64, budget: u64) -> bool {
+    used.checked_add(size).is_some_and(|total| total <= budget)
+}
+
 /// Why a genuine delivery was stored as `ignored`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IgnoreReason {
@@ -212,9 +252,14 @@ pub fn dedupes(cfg: &TriggerConfig, facts: &Facts) -> bool {
     facts.dedupe_key.is_some() && cfg.dedupe_window_seconds > 0
 }
 
-/// The headers to store: everything, with credentials redacted.
+/// The headers to store: everything, with credentials redacted and
+/// signatures reduced to a scheme and a fingerprint. Also applied when stored
+/// headers are read, so rows written before signatures were redacted never
+/// leave the ledger whole.
 pub fn stored_headers(cfg: &TriggerConfig, headers: &HeaderList) -> HeaderList {
-    headers.redacted(&cfg.credential_headers())
+    headers
+        .redacted(&cfg.credential_headers())
+        .signatures_redacted(&cfg.signature_headers())
 }
 
 impl DeliveryStatus {
@@ -377,6 +422,37 @@ mod tests {
             screen(&cfg, &inbound(&unsigned, body)),
             Screening::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn rejected_bodies_are_cut_and_rejections_are_capped_by_count_and_bytes() {
+        let big = vec![b'x'; 1024 * 1024];
+        let (excerpt, cut) = rejected_excerpt(&big);
+        assert_eq!(excerpt.len(), REJECTED_BODY_EXCERPT_BYTES);
+        assert!(cut);
+        let (small, cut) = rejected_excerpt(b"{}");
+        assert_eq!((small, cut), (&b"{}"[..], false));
+
+        let row = stored_size(800, REJECTED_BODY_EXCERPT_BYTES);
+        assert!(rejection_storable(0, 0, row));
+        assert!(!rejection_storable(REJECTIONS_STORED_PER_MINUTE, 0, row));
+        assert!(!rejection_storable(
+            1,
+            REJECTION_BYTES_STORED_PER_MINUTE - row + 1,
+            row
+        ));
+        // A minute of flood stores at most the byte cap, whatever the count.
+        let (mut rows, mut bytes) = (0, 0);
+        while rejection_storable(rows, bytes, row) {
+            rows += 1;
+            bytes += row;
+        }
+        assert!(bytes <= REJECTION_BYTES_STORED_PER_MINUTE);
+        assert!(rows <= REJECTIONS_STORED_PER_MINUTE);
+
+        assert!(within_budget(10, 10, 20));
+        assert!(!within_budget(10, 11, 20));
+        assert!(!within_budget(u64::MAX, 1, u64::MAX));
     }
 
     #[test]

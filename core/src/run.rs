@@ -265,20 +265,18 @@ pub fn apply_settlement(state: &RunState, settlement: Settlement) -> RunState {
 /// When the alarm should look at a run again: for an attempt in flight, when
 /// its lease ends (the lease already outlasts the timeout, so an unreported
 /// attempt is dead by then); otherwise [`REENQUEUE_GRACE_SECONDS`] after it
-/// became due, by which time a healthy queue has delivered its message, and
-/// never before the spacing of its last re-send has passed. `None` for a
+/// became due, by which time a healthy queue has delivered its message. In
+/// both cases never before the spacing of its last re-send has passed. `None` for a
 /// final run.
 pub fn recheck_at(state: &RunState) -> Option<Timestamp> {
     if state.status.is_final() {
         return None;
     }
-    Some(match state.lease_until {
+    let due = match state.lease_until {
         Some(lease) => lease,
-        None => {
-            let due = state.next_attempt_at.plus_secs(REENQUEUE_GRACE_SECONDS);
-            state.resend_after.map_or(due, |after| due.max(after))
-        }
-    })
+        None => state.next_attempt_at.plus_secs(REENQUEUE_GRACE_SECONDS),
+    };
+    Some(state.resend_after.map_or(due, |after| due.max(after)))
 }
 
 /// The wait after the `n`th re-send (0-based) of an unclaimed run before
@@ -440,7 +438,10 @@ mod tests {
                 times.push(sec);
             }
         }
-        assert_eq!(times, vec![20, 40, 80, 160, 320, 640, 1240, 1840, 2440, 3040]);
+        assert_eq!(
+            times,
+            vec![20, 40, 80, 160, 320, 640, 1240, 1840, 2440, 3040]
+        );
         assert_eq!(sent, 11, "at most 11 messages per run in an hour of outage");
         assert_eq!(max_resends_within(3600), 10);
         // Later, one re-send every MAX_RESEND_SPACING_SECONDS.

@@ -58,6 +58,13 @@ pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_SECRET_LEN: usize = 1024;
 /// Most entries in `event_types`.
 pub const MAX_EVENT_TYPES: usize = 100;
+/// Bytes a trigger's ledger may hold by default before new deliveries are
+/// refused with 507 (1 GiB; a Durable Object holds up to 10 GB).
+pub const DEFAULT_STORAGE_BUDGET_BYTES: u64 = 1024 * 1024 * 1024;
+/// The smallest storage budget that can be set (1 MiB).
+pub const MIN_STORAGE_BUDGET_BYTES: u64 = 1024 * 1024;
+/// The largest storage budget that can be set (9 GiB, under the object limit).
+pub const MAX_STORAGE_BUDGET_BYTES: u64 = 9 * 1024 * 1024 * 1024;
 
 /// Everything a trigger's Durable Object knows about its trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,8 +133,12 @@ pub struct TriggerConfig {
     pub secret_updated_at: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
-    /// Last change.
+    /// Last change; strictly increasing, so copies of the trigger elsewhere
+    /// (the registry, PostgreSQL) can refuse to go backwards.
     pub updated_at: Timestamp,
+    /// Bytes the ledger may hold; `None` is the default.
+    #[serde(default)]
+    pub storage_budget_bytes: Option<u64>,
 }
 
 /// `POST /api/triggers`.
@@ -161,6 +172,7 @@ pub struct TriggerCreate {
     pub event_type_json_pointer: Option<String>,
     pub basic_username: Option<String>,
     pub api_key_header: Option<String>,
+    pub storage_budget_bytes: Option<u64>,
 }
 
 /// `PATCH /api/triggers/{id}`: absent fields stay, `null` clears a clearable one.
@@ -200,6 +212,8 @@ pub struct TriggerPatch {
     #[serde(default, deserialize_with = "double_option")]
     pub basic_username: Option<Option<String>>,
     pub api_key_header: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub storage_budget_bytes: Option<Option<u64>>,
     /// Setting the secret here is a rotation, exactly as the PUT route.
     pub signing_secret: Option<String>,
 }
@@ -229,6 +243,10 @@ pub struct BulkReplay {
     /// How many at most; required, so a mistaken filter cannot replay a
     /// trigger's whole history.
     pub limit: Option<u32>,
+    /// Whether replays may be replayed again; by default only originals are
+    /// selected, so a repeated bulk replay never replays its own replays.
+    #[serde(default)]
+    pub include_replays: bool,
 }
 
 /// Most deliveries one bulk replay may replay.
@@ -448,6 +466,7 @@ impl TriggerConfig {
             secret_updated_at: None,
             created_at: now,
             updated_at: now,
+            storage_budget_bytes: None,
         };
         let patch = TriggerPatch {
             name: None,
@@ -474,6 +493,7 @@ impl TriggerConfig {
             event_type_json_pointer: req.event_type_json_pointer.map(Some),
             basic_username: req.basic_username.map(Some),
             api_key_header: req.api_key_header,
+            storage_budget_bytes: req.storage_budget_bytes.map(Some),
             signing_secret: None,
         };
         cfg.apply(patch, now)?;
@@ -582,6 +602,18 @@ impl TriggerConfig {
         if let Some(v) = patch.api_key_header {
             next.api_key_header = check_header_name("api_key_header", &v)?;
         }
+        if let Some(v) = patch.storage_budget_bytes {
+            next.storage_budget_bytes = v
+                .map(|b| {
+                    check_range(
+                        "storage_budget_bytes",
+                        b,
+                        MIN_STORAGE_BUDGET_BYTES,
+                        MAX_STORAGE_BUDGET_BYTES,
+                    )
+                })
+                .transpose()?;
+        }
         if next.provider == Provider::Basic && next.basic_username.is_none() {
             return Err(ConfigError::new(
                 "basic_username",
@@ -591,9 +623,21 @@ impl TriggerConfig {
         if let Some(raw) = patch.signing_secret {
             next.rotate_secret(&raw, DEFAULT_SECRET_GRACE_SECONDS, now)?;
         }
-        next.updated_at = now;
+        next.touch(now);
         *self = next;
         Ok(())
+    }
+
+    /// Records a change at `now`: `updated_at` moves forward by at least a
+    /// millisecond even if the clock did not, so versions never tie.
+    pub fn touch(&mut self, now: Timestamp) {
+        self.updated_at = now.max(self.updated_at.plus_millis(1));
+    }
+
+    /// The ledger's storage budget in bytes.
+    pub fn storage_budget(&self) -> u64 {
+        self.storage_budget_bytes
+            .unwrap_or(DEFAULT_STORAGE_BUDGET_BYTES)
     }
 
     /// Replaces the secret; the old one stays valid for `grace_seconds`.
@@ -620,7 +664,7 @@ impl TriggerConfig {
         }
         self.signing_secret = Some(new);
         self.secret_updated_at = Some(now);
-        self.updated_at = now;
+        self.touch(now);
         Ok(())
     }
 
@@ -652,6 +696,15 @@ impl TriggerConfig {
     pub fn credential_headers(&self) -> Vec<&str> {
         match self.provider {
             Provider::ApiKey => vec![self.api_key_header.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Header names, besides the fixed [`crate::headers::SIGNATURE_HEADERS`],
+    /// whose values are signatures for this trigger.
+    pub fn signature_headers(&self) -> Vec<&str> {
+        match self.provider {
+            Provider::Generic => vec![self.signature_header.as_str()],
             _ => Vec::new(),
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use edgehook_core::dispatch::{outbound_headers, AttemptId};
 use edgehook_core::run::AttemptOutcome;
+use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use futures_util::future::{join_all, select, Either};
 use worker::{
     console_error, js_sys, AbortController, Delay, Env, Fetch, Headers, Message, MessageBatch,
@@ -23,6 +24,29 @@ use crate::wire::{self, ClaimAnswer, Report, RunMessage};
 
 /// Delay before retrying a message the consumer could not process.
 const INFRA_RETRY_SECONDS: u32 = 5;
+/// Body bytes one batch handles at once. A run's body is held about twice
+/// while it is sent (the claim's frame and the outbound request), so this
+/// keeps a batch of 10-MiB bodies far inside the isolate's 128 MB.
+const MAX_INFLIGHT_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Splits a batch, in order, into waves whose body sizes add up to at most
+/// `budget`; a message larger than the budget goes alone.
+fn waves(sizes: &[u64], budget: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && sum.saturating_add(size) > budget {
+            out.push(start..i);
+            start = i;
+            sum = 0;
+        }
+        sum = sum.saturating_add(size);
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
 
 /// What to do with a message.
 enum Next {
@@ -44,7 +68,20 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
             return Ok(());
         }
     };
-    join_all(messages.iter().map(|m| process(m, &env, &key))).await;
+    // Messages run concurrently within a wave, and waves one after
+    // another, so the bodies in memory at once stay under the budget.
+    let sizes: Vec<u64> = messages
+        .iter()
+        .map(|m| {
+            serde_json::from_value::<RunMessage>(m.body().clone())
+                .ok()
+                .and_then(|r| r.body_bytes)
+                .unwrap_or(MAX_BODY_BYTES_LIMIT)
+        })
+        .collect();
+    for wave in waves(&sizes, MAX_INFLIGHT_BODY_BYTES) {
+        join_all(messages[wave].iter().map(|m| process(m, &env, &key))).await;
+    }
     Ok(())
 }
 
@@ -179,5 +216,23 @@ async fn send(
             controller.abort();
             failed(format!("timed out after {timeout_seconds}s"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waves;
+
+    #[test]
+    fn waves_stay_within_the_budget_and_keep_order() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(waves(&[1, 2, 3], 100), vec![0..3]);
+        assert_eq!(
+            waves(&[10 * MIB, 10 * MIB, MIB, MIB, 10 * MIB], 16 * MIB),
+            vec![0..1, 1..4, 4..5]
+        );
+        // A body over the budget goes alone rather than never.
+        assert_eq!(waves(&[40 * MIB, 1], 16 * MIB), vec![0..1, 1..2]);
+        assert!(waves(&[], 16 * MIB).is_empty());
     }
 }

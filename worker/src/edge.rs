@@ -2,13 +2,16 @@
 //!
 //! Ingress (`POST /hooks/{trigger_id}`) checks here, in this order: the trigger
 //! id's MAC (a forged id is a 404 and never reaches a Durable Object), the
-//! method, and the hard body limit while streaming. Everything that depends on
-//! the trigger (its body limit, signature, dedupe) happens in its object.
+//! method, the client-IP limit, and a declared `Content-Length` against the
+//! hard limit. The body is then streamed to the trigger's object unread: the
+//! edge never buffers it, and the object applies the trigger's rate limits and
+//! its own body limit before reading any of it. Everything that depends on the
+//! trigger (its limits, signature, dedupe) happens in its object.
 
 use edgehook_core::id::is_issued_trigger_id;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use serde_json::json;
-use worker::{Env, Headers, Method, Request, Response};
+use worker::{wasm_bindgen::JsValue, Env, Headers, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, INTERNAL_PREFIX};
@@ -81,7 +84,7 @@ async fn limit_client_ip(req: &Request, env: &Env) -> ApiResult<()> {
     }
 }
 
-async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
+async fn ingress(req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     let key = keys::trigger_id_key(env)?;
     if !is_issued_trigger_id(&key, id) {
         return Err(ApiError::NotFound("trigger"));
@@ -91,9 +94,10 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     }
     let received_at = http::now();
     limit_client_ip(&req, env).await?;
-    let body = http::read_body_limited(&mut req, MAX_BODY_BYTES_LIMIT).await?;
+    http::check_declared_length(&req, MAX_BODY_BYTES_LIMIT)?;
     let headers = forwardable_headers(&req);
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     let stub = wire::trigger_stub(env, id)?;
-    wire::call(&stub, Method::Post, "/ingest", headers, Some(&body)).await
+    let body = req.inner().body().map(JsValue::from);
+    wire::call_streaming(&stub, Method::Post, "/ingest", headers, body).await
 }

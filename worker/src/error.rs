@@ -3,10 +3,15 @@
 //! Client errors carry their status and a stable `error` code and are not
 //! logged as failures. Everything else is [`ApiError::Internal`]: it is logged
 //! with its context and answers a bare `500 {"error":"internal"}`, so no
-//! internal detail (and no secret) reaches a response. Every 5xx is a bug.
+//! internal detail (and no secret) reaches a response. Every 5xx is a bug,
+//! except the deliberate 507 of a trigger at its storage budget.
 
 use serde_json::{json, Value};
 use worker::{console_error, Response};
+
+/// What a 507 asks the sender to wait: retention or the operator may free
+/// room by then, and providers retry on their own schedule anyway.
+const STORAGE_RETRY_AFTER_SECONDS: u32 = 300;
 
 /// An error that ends a request.
 #[derive(Debug)]
@@ -45,6 +50,15 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u32,
     },
+    /// 507: the trigger's ledger is at its storage budget. Deliberate, not a
+    /// failure: the provider keeps the delivery and retries, while the
+    /// operator raises the budget or shortens retention.
+    StorageBudgetExceeded {
+        /// Bytes held.
+        used: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// 500: a bug or a platform failure; logged, never detailed.
     Internal(String),
 }
@@ -74,6 +88,7 @@ impl ApiError {
             ApiError::Conflict { .. } => 409,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::RateLimited { .. } => 429,
+            ApiError::StorageBudgetExceeded { .. } => 507,
             ApiError::Internal(_) => 500,
         }
     }
@@ -112,6 +127,15 @@ impl ApiError {
                 "scope": scope,
                 "retry_after": retry_after
             }),
+            ApiError::StorageBudgetExceeded { used, budget } => json!({
+                "error": "storage_budget_exceeded",
+                "message": format!(
+                    "the trigger's ledger holds {used} of its {budget} bytes; raise storage_budget_bytes or shorten retention_days"
+                ),
+                "used_bytes": used,
+                "budget_bytes": budget,
+                "retry_after": STORAGE_RETRY_AFTER_SECONDS
+            }),
             ApiError::Internal(_) => json!({"error": "internal"}),
         }
     }
@@ -126,10 +150,13 @@ impl ApiError {
         if let ApiError::MethodNotAllowed(allow) = &self {
             let _ = resp.headers_mut().set("allow", allow);
         }
-        if let ApiError::RateLimited { retry_after, .. } = &self {
-            let _ = resp
-                .headers_mut()
-                .set("retry-after", &retry_after.to_string());
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::StorageBudgetExceeded { .. } => Some(STORAGE_RETRY_AFTER_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            let _ = resp.headers_mut().set("retry-after", &seconds.to_string());
         }
         resp
     }

@@ -29,14 +29,21 @@ pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
         .fixed(body)
 }
 
-/// Reads the whole body, refusing more than `limit` bytes as it streams, so a
-/// body without `Content-Length` cannot exhaust memory.
-pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
+/// Refuses a request whose declared `Content-Length` is over `limit` (or
+/// not a number), before any of its body is read.
+pub fn check_declared_length(req: &Request, limit: u64) -> ApiResult<()> {
     if let Ok(Some(len)) = req.headers().get("content-length") {
         if len.trim().parse::<u64>().map_or(true, |n| n > limit) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
     }
+    Ok(())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes as it streams, so a
+/// body without `Content-Length` cannot exhaust memory.
+pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
+    check_declared_length(req, limit)?;
     let mut out = Vec::new();
     let mut stream = match req.stream() {
         Ok(s) => s,

@@ -5,7 +5,7 @@
 //! - [`fetch`]: ingress (`POST /hooks/{trigger_id}`) and the management API
 //!   (`/api/...`), via [`edge::handle`].
 //! - [`queue`]: the consumer of the runs queue, via [`consumer::handle`].
-//! - [`trigger_object::Trigger`]: one Durable Object per trigger, the ledger.
+//! - [`trigger::Trigger`]: one Durable Object per trigger, the ledger.
 //! - [`registry::Registry`]: the list of triggers.
 //!
 //! All decisions are made by `edgehook-core`; this crate moves bytes between
@@ -22,13 +22,13 @@ mod ledger;
 #[allow(missing_docs)]
 mod registry;
 #[allow(missing_docs)]
-mod trigger_object;
+mod trigger;
 mod wire;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response};
 
 pub use registry::Registry;
-pub use trigger_object::Trigger;
+pub use trigger::Trigger;
 
 /// HTTP entry point.
 #[event(fetch)]

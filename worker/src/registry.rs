@@ -79,6 +79,9 @@ impl Registry {
         let path = url.path().to_string();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method(), segs.as_slice()) {
+            // A view older than the stored one is ignored: pushes can arrive
+            // out of order (a retry from the alarm after a newer patch), and
+            // `updated_at` only moves forward.
             (Method::Put, ["triggers", id]) => {
                 let body = req.bytes().await?;
                 let view: TriggerView = serde_json::from_slice(&body)
@@ -91,7 +94,8 @@ impl Registry {
                 self.sql()
                     .exec(
                         "INSERT INTO triggers (id, created_at, deleted, view) VALUES (?, ?, ?, ?)
-                         ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, view = excluded.view",
+                         ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, view = excluded.view
+                         WHERE json_extract(triggers.view, '$.updated_at') <= json_extract(excluded.view, '$.updated_at')",
                         vec![
                             V::String(view.id.clone()),
                             V::String(view.created_at.clone()),

@@ -8,7 +8,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use worker::{js_sys, Headers, Method, Request, RequestInit, Response, Stub};
+use worker::{js_sys, wasm_bindgen, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -40,6 +40,11 @@ pub struct RunMessage {
     /// consumer acks it without asking. Absent in older messages (true).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub dispatch: bool,
+    /// The size of the body the claim will return, so the consumer can keep
+    /// its in-flight bytes bounded. Absent in older messages (then the
+    /// largest body allowed is assumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -136,6 +141,21 @@ pub async fn call(
     if let Some(b) = body {
         init.with_body(Some(js_sys::Uint8Array::from(b).into()));
     }
+    let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
+    Ok(stub.fetch_with_request(req).await?)
+}
+
+/// Calls a Durable Object with a streamed body (a `ReadableStream`), which
+/// the object reads at its own pace and up to its own limit.
+pub async fn call_streaming(
+    stub: &Stub,
+    method: Method,
+    path_and_query: &str,
+    headers: Headers,
+    body: Option<wasm_bindgen::JsValue>,
+) -> ApiResult<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers).with_body(body);
     let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
     Ok(stub.fetch_with_request(req).await?)
 }

@@ -1,0 +1,416 @@
+//! Deliveries: dedupe holders, inserts, bodies, reads, lists and the change feed.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// A dedupe holder.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Holder {
+    /// Its delivery id.
+    pub id: String,
+    /// Its run, if any.
+    pub run_id: Option<String>,
+    /// Its status.
+    pub status: String,
+}
+
+/// A delivery to insert.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    /// `dlv_…`.
+    pub id: &'a str,
+    /// Receive time.
+    pub received_at: Timestamp,
+    /// Initial status.
+    pub status: DeliveryStatus,
+    /// Dedupe key, if any.
+    pub dedupe_key: Option<&'a str>,
+    /// Signature status name.
+    pub signature_status: &'a str,
+    /// `current` / `previous`.
+    pub matched_secret: Option<&'a str>,
+    /// Event type.
+    pub event_type: Option<&'a str>,
+    /// The replayed delivery.
+    pub replayed_from: Option<&'a str>,
+    /// The replay's idempotency key.
+    pub replay_key: Option<&'a str>,
+    /// Why ignored or rejected.
+    pub reason: Option<&'a str>,
+    /// Stored (redacted) headers.
+    pub headers: &'a HeaderList,
+    /// The body's size as received, when only an excerpt is stored.
+    pub received_bytes: Option<u64>,
+    /// The run, if the delivery gets one.
+    pub run_id: Option<&'a str>,
+}
+
+/// One delivery row joined with its run.
+#[derive(Debug, Clone, Deserialize)]
+struct Row {
+    id: String,
+    seq: i64,
+    received_at: i64,
+    status: String,
+    dedupe_key: Option<String>,
+    attempt_count: i64,
+    signature_status: String,
+    matched_secret: Option<String>,
+    event_type: Option<String>,
+    replayed_from: Option<String>,
+    reason: Option<String>,
+    headers: String,
+    body_bytes: i64,
+    body_truncated: i64,
+    run_id: Option<String>,
+    r_status: Option<String>,
+    r_attempts: Option<i64>,
+    r_next_attempt_at: Option<i64>,
+    r_last_error: Option<String>,
+    r_last_status_code: Option<i64>,
+    r_dead_lettered_at: Option<i64>,
+    r_created_at: Option<i64>,
+    r_updated_at: Option<i64>,
+    r_resends: Option<i64>,
+}
+
+const ROW_SELECT: &str =
+    "SELECT d.id, d.seq, d.received_at, d.status, d.dedupe_key, d.attempt_count,
+    d.signature_status, d.matched_secret, d.event_type, d.replayed_from, d.reason, d.headers,
+    d.body_bytes, d.body_truncated, d.run_id, r.status AS r_status, r.attempts AS r_attempts,
+    r.next_attempt_at AS r_next_attempt_at, r.last_error AS r_last_error,
+    r.last_status_code AS r_last_status_code, r.dead_lettered_at AS r_dead_lettered_at,
+    r.created_at AS r_created_at, r.updated_at AS r_updated_at, r.resends AS r_resends
+    FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id";
+
+
+impl Ledger {
+    /// The dedupe holder for `key` received at or after `cutoff`.
+    pub fn find_holder(&self, key: &str, cutoff: Timestamp) -> ApiResult<Option<Holder>> {
+        let statuses: Vec<String> = DeliveryStatus::HOLDS_DEDUPE_KEY
+            .iter()
+            .map(|st| format!("'{}'", st.as_str()))
+            .collect();
+        let query = format!(
+            "SELECT id, run_id, status FROM deliveries
+             WHERE dedupe_key = ? AND replayed_from IS NULL AND received_at >= ? AND status IN ({})
+             ORDER BY received_at ASC, id ASC LIMIT 1",
+            statuses.join(", ")
+        );
+        Ok(self
+            .rows::<Holder>("find holder", &query, vec![s(key), i(cutoff.millis())])?
+            .into_iter()
+            .next())
+    }
+
+    /// Counts one more arrival of a delivery.
+    pub fn bump_attempt(&self, delivery_id: &str) -> ApiResult<()> {
+        let seq = self.next_seq()?;
+        self.exec(
+            "bump attempt",
+            "UPDATE deliveries SET attempt_count = attempt_count + 1, seq = ? WHERE id = ?",
+            vec![i(seq), s(delivery_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a delivery with its body (or the excerpt of it to keep), if
+    /// it fits `budget` (bytes the ledger may hold; `None`: no check).
+    pub fn insert_delivery(
+        &self,
+        d: &NewDelivery<'_>,
+        body: &[u8],
+        budget: Option<u64>,
+    ) -> ApiResult<()> {
+        let headers =
+            serde_json::to_string(d.headers).map_err(|e| ApiError::internal("headers json", e))?;
+        let size = edgehook_core::ingest::stored_size(headers.len(), body.len());
+        if let Some(budget) = budget {
+            let used = self.stored_bytes()?;
+            if !edgehook_core::ingest::within_budget(used, size, budget) {
+                return Err(ApiError::StorageBudgetExceeded { used, budget });
+            }
+        }
+        let seq = self.next_seq()?;
+        let received = d.received_bytes.unwrap_or(body.len() as u64);
+        self.exec(
+            "insert delivery",
+            "INSERT INTO deliveries (id, seq, received_at, status, dedupe_key, attempt_count,
+                signature_status, matched_secret, event_type, replayed_from, replay_key, reason,
+                headers, body_bytes, run_id, body_truncated, stored_bytes)
+             VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                s(d.id),
+                i(seq),
+                i(d.received_at.millis()),
+                s(d.status.as_str()),
+                opt(d.dedupe_key),
+                s(d.signature_status),
+                opt(d.matched_secret),
+                opt(d.event_type),
+                opt(d.replayed_from),
+                opt(d.replay_key),
+                opt(d.reason),
+                s(headers),
+                i(received.min(i64::MAX as u64) as i64),
+                opt(d.run_id),
+                i(i64::from(received > body.len() as u64)),
+                i(size as i64),
+            ],
+        )?;
+        self.add_to_counter(STORED_BYTES, size as i64)?;
+        for (idx, chunk) in body.chunks(BODY_CHUNK).enumerate() {
+            self.exec(
+                "insert body",
+                "INSERT INTO bodies (delivery_id, idx, data) VALUES (?, ?, ?)",
+                vec![s(d.id), i(idx as i64), V::Blob(chunk.to_vec())],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Inserts a new queued run.
+    pub fn insert_run(&self, run_id: &str, delivery_id: &str, now: Timestamp) -> ApiResult<()> {
+        self.exec(
+            "insert run",
+            "INSERT INTO runs (id, delivery_id, status, attempts, next_attempt_at, created_at, updated_at)
+             VALUES (?, ?, 'queued', 0, ?, ?, ?)",
+            vec![s(run_id), s(delivery_id), i(now.millis()), i(now.millis()), i(now.millis())],
+        )?;
+        Ok(())
+    }
+
+    /// A delivery's raw body.
+    pub fn body(&self, delivery_id: &str) -> ApiResult<Vec<u8>> {
+        let cursor = self.exec(
+            "read body",
+            "SELECT data FROM bodies WHERE delivery_id = ? ORDER BY idx",
+            vec![s(delivery_id)],
+        )?;
+        let mut out = Vec::new();
+        for row in cursor.raw() {
+            let row = row.map_err(sql_err("read body"))?;
+            if let Some(V::Blob(bytes)) = row.into_iter().next() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A delivery's stored headers.
+    pub fn headers(&self, delivery_id: &str) -> ApiResult<HeaderList> {
+        #[derive(Deserialize)]
+        struct H {
+            headers: String,
+        }
+        let rows = self.rows::<H>(
+            "read headers",
+            "SELECT headers FROM deliveries WHERE id = ?",
+            vec![s(delivery_id)],
+        )?;
+        match rows.into_iter().next() {
+            Some(h) => self.parse_headers(&h.headers),
+            None => Ok(HeaderList::new()),
+        }
+    }
+
+    /// Stored headers as read: redacted again, so rows stored before
+    /// signatures were redacted never leave the ledger whole.
+    fn parse_headers(&self, text: &str) -> ApiResult<HeaderList> {
+        let headers: HeaderList =
+            serde_json::from_str(text).map_err(|e| ApiError::internal("headers json", e))?;
+        let creds: Vec<&str> = self.redact.credentials.iter().map(String::as_str).collect();
+        let sigs: Vec<&str> = self.redact.signatures.iter().map(String::as_str).collect();
+        Ok(headers.redacted(&creds).signatures_redacted(&sigs))
+    }
+
+    /// Ids of deliveries matching a bulk-replay filter, oldest first; never
+    /// rejected ones, and replays only when `include_replays`.
+    pub fn replay_candidates(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: Option<Timestamp>,
+        before: Option<Timestamp>,
+        event_type: Option<&str>,
+        include_replays: bool,
+        limit: u32,
+    ) -> ApiResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let mut query = String::from("SELECT id FROM deliveries WHERE status != 'rejected'");
+        if !include_replays {
+            query.push_str(" AND replayed_from IS NULL");
+        }
+        let mut args = Vec::new();
+        if let Some(st) = status {
+            query.push_str(" AND status = ?");
+            args.push(s(st.as_str()));
+        }
+        if let Some(t) = after {
+            query.push_str(" AND received_at >= ?");
+            args.push(i(t.millis()));
+        }
+        if let Some(t) = before {
+            query.push_str(" AND received_at < ?");
+            args.push(i(t.millis()));
+        }
+        if let Some(e) = event_type {
+            query.push_str(" AND event_type = ?");
+            args.push(s(e));
+        }
+        query.push_str(" ORDER BY received_at, id LIMIT ?");
+        args.push(i(i64::from(limit)));
+        Ok(self
+            .rows::<Id>("replay candidates", &query, args)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
+    }
+
+    fn to_delivery(&self, trigger_id: &str, row: Row, full: bool) -> ApiResult<Delivery> {
+        let run = match (&row.run_id, &row.r_status) {
+            (Some(run_id), Some(status)) => {
+                let status = RunStatus::parse(status).unwrap_or(RunStatus::Failed);
+                Some(RunView {
+                    run_id: run_id.clone(),
+                    status,
+                    attempts: row.r_attempts.unwrap_or(0).max(0) as u32,
+                    last_error: row.r_last_error.clone(),
+                    last_status_code: row.r_last_status_code.and_then(|c| u16::try_from(c).ok()),
+                    next_attempt_at: if status == RunStatus::Queued {
+                        row.r_next_attempt_at.map(|t| Timestamp(t).to_rfc3339())
+                    } else {
+                        None
+                    },
+                    dead_lettered_at: row.r_dead_lettered_at.map(|t| Timestamp(t).to_rfc3339()),
+                    created_at: Timestamp(row.r_created_at.unwrap_or(0)).to_rfc3339(),
+                    updated_at: Timestamp(row.r_updated_at.unwrap_or(0)).to_rfc3339(),
+                    resends: row.r_resends.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+                })
+            }
+            _ => None,
+        };
+        let (headers, raw_body) = if full {
+            let headers = self.parse_headers(&row.headers)?;
+            (Some(headers), Some(b64(&self.body(&row.id)?)))
+        } else {
+            (None, None)
+        };
+        Ok(Delivery {
+            delivery_id: row.id,
+            trigger_id: trigger_id.to_string(),
+            status: DeliveryStatus::parse(&row.status).unwrap_or(DeliveryStatus::Failed),
+            received_at: Timestamp(row.received_at).to_rfc3339(),
+            dedupe_key: row.dedupe_key,
+            attempt_count: row.attempt_count.max(0) as u32,
+            signature_status: row.signature_status,
+            matched_secret: row.matched_secret,
+            event_type: row.event_type,
+            replayed_from: row.replayed_from,
+            reason: row.reason,
+            body_bytes: row.body_bytes.max(0) as u64,
+            body_truncated: row.body_truncated != 0,
+            run,
+            headers,
+            raw_body,
+        })
+    }
+
+    /// One delivery, with headers and body when `full`.
+    pub fn delivery(&self, trigger_id: &str, id: &str, full: bool) -> ApiResult<Option<Delivery>> {
+        let rows = self.rows::<Row>(
+            "read delivery",
+            &format!("{ROW_SELECT} WHERE d.id = ?"),
+            vec![s(id)],
+        )?;
+        rows.into_iter()
+            .next()
+            .map(|r| self.to_delivery(trigger_id, r, full))
+            .transpose()
+    }
+
+    /// The replay created earlier for (`original`, `key`), if any.
+    pub fn replay_by_key(
+        &self,
+        original: &str,
+        key: &str,
+    ) -> ApiResult<Option<(String, Option<String>)>> {
+        #[derive(Deserialize)]
+        struct R {
+            id: String,
+            run_id: Option<String>,
+        }
+        Ok(self
+            .rows::<R>(
+                "replay by key",
+                "SELECT id, run_id FROM deliveries WHERE replayed_from = ? AND replay_key = ?",
+                vec![s(original), s(key)],
+            )?
+            .into_iter()
+            .next()
+            .map(|r| (r.id, r.run_id)))
+    }
+
+    /// A page of deliveries, newest first. `before` is the last row of the
+    /// previous page as (received_at, id).
+    pub fn list(
+        &self,
+        trigger_id: &str,
+        status: Option<DeliveryStatus>,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> ApiResult<Vec<(Delivery, i64)>> {
+        let mut query = format!("{ROW_SELECT} WHERE 1 = 1");
+        let mut args = Vec::new();
+        if let Some(st) = status {
+            query.push_str(" AND d.status = ?");
+            args.push(s(st.as_str()));
+        }
+        if let Some((at, id)) = before {
+            query.push_str(" AND (d.received_at < ? OR (d.received_at = ? AND d.id < ?))");
+            args.extend([i(at), i(at), s(id)]);
+        }
+        query.push_str(" ORDER BY d.received_at DESC, d.id DESC LIMIT ?");
+        args.push(i(i64::from(limit)));
+        let rows = self.rows::<Row>("list deliveries", &query, args)?;
+        rows.into_iter()
+            .map(|r| {
+                let at = r.received_at;
+                self.to_delivery(trigger_id, r, false).map(|d| (d, at))
+            })
+            .collect()
+    }
+
+    /// Changes after `after`, at most `limit` and about `max_bytes` of bodies
+    /// (always at least one change). Returns the page and whether more follow.
+    pub fn changes(
+        &self,
+        trigger_id: &str,
+        after: i64,
+        limit: u32,
+        max_bytes: u64,
+    ) -> ApiResult<(Vec<Change>, bool)> {
+        let rows = self.rows::<Row>(
+            "changes",
+            &format!("{ROW_SELECT} WHERE d.seq > ? ORDER BY d.seq LIMIT ?"),
+            vec![i(after), i(i64::from(limit) + 1)],
+        )?;
+        let mut more = rows.len() > limit as usize;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for row in rows.into_iter().take(limit as usize) {
+            let size = row.body_bytes.max(0) as u64 * 4 / 3 + row.headers.len() as u64 + 512;
+            if !out.is_empty() && bytes + size > max_bytes {
+                more = true;
+                break;
+            }
+            bytes += size;
+            let seq = row.seq;
+            let delivery = self.to_delivery(trigger_id, row, true)?;
+            out.push(Change { seq, delivery });
+        }
+        Ok((out, more))
+    }
+}

@@ -1,0 +1,329 @@
+//! The Trigger Durable Object's SQLite ledger.
+//!
+//! Every method here is synchronous: SQL calls on a Durable Object do not
+//! yield, so a sequence of them with no `.await` in between runs without any
+//! other event interleaving, and the runtime commits it atomically. The
+//! Trigger object relies on that for its check-and-insert dedupe.
+//!
+//! The schema is versioned in `meta.schema_version` and upgraded in place by
+//! [`Ledger::migrate`], one numbered step at a time; steps only add, so an
+//! object written by an older version keeps working.
+//!
+//! Every write to a delivery or its run stamps the delivery with the next
+//! value of the change sequence (`deliveries.seq`), which is what the change
+//! feed pages through.
+
+use edgehook_core::api::{Change, Delivery, DeliveryStatus, RunView};
+use edgehook_core::encoding::b64;
+use edgehook_core::run::{RunState, RunStatus};
+use edgehook_core::trigger::TriggerConfig;
+use edgehook_core::{HeaderList, Timestamp};
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue as V};
+
+use crate::error::{ApiError, ApiResult};
+
+mod deliveries;
+mod retention;
+mod runs;
+
+pub use deliveries::NewDelivery;
+
+/// Raw bodies are stored in chunks below SQLite's 2 MB value limit.
+const BODY_CHUNK: usize = 1_000_000;
+
+/// Schema steps; step `n` upgrades version `n` to `n + 1`.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0)",
+    "CREATE TABLE IF NOT EXISTS deliveries (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        dedupe_key TEXT,
+        attempt_count INTEGER NOT NULL DEFAULT 1,
+        signature_status TEXT NOT NULL,
+        matched_secret TEXT,
+        event_type TEXT,
+        replayed_from TEXT,
+        replay_key TEXT,
+        reason TEXT,
+        headers TEXT NOT NULL,
+        body_bytes INTEGER NOT NULL,
+        run_id TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS deliveries_seq ON deliveries (seq)",
+    "CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at, id)",
+    "CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status, received_at, id)",
+    "CREATE INDEX IF NOT EXISTS deliveries_dedupe ON deliveries (dedupe_key, received_at)
+        WHERE dedupe_key IS NOT NULL AND replayed_from IS NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS deliveries_replay_key ON deliveries (replayed_from, replay_key)
+        WHERE replay_key IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS bodies (
+        delivery_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (delivery_id, idx)
+    )",
+    "CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        delivery_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until INTEGER,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        last_status_code INTEGER,
+        dead_lettered_at INTEGER,
+        dlq_pending INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS runs_open ON runs (status, next_attempt_at)",
+], &[
+    // Rejections beyond the per-minute storage limit are counted, not stored.
+    "CREATE TABLE IF NOT EXISTS rejection_windows (
+        minute INTEGER NOT NULL,
+        signature_status TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        last_reason TEXT,
+        PRIMARY KEY (minute, signature_status)
+    )",
+], &[
+    // Rejected deliveries keep only an excerpt of their body.
+    "ALTER TABLE deliveries ADD COLUMN body_truncated INTEGER NOT NULL DEFAULT 0",
+    // What each row accounts for in the storage budget, and their running sum.
+    "ALTER TABLE deliveries ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0",
+    "UPDATE deliveries SET stored_bytes = body_bytes + length(headers) + 512",
+    "INSERT OR IGNORE INTO counters (name, value)
+        SELECT 'stored_bytes', COALESCE(SUM(stored_bytes), 0) FROM deliveries",
+    // Re-sends of an unclaimed run, spaced exponentially.
+    "ALTER TABLE runs ADD COLUMN resends INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN resend_after INTEGER",
+    // First responses of calls made with an Idempotency-Key, kept for 24 h.
+    "CREATE TABLE IF NOT EXISTS idempotency (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    )",
+]];
+
+fn s(v: impl Into<String>) -> V {
+    V::String(v.into())
+}
+fn i(v: i64) -> V {
+    V::Integer(v)
+}
+fn opt(v: Option<&str>) -> V {
+    v.map_or(V::Null, |x| V::String(x.to_string()))
+}
+fn opt_i(v: Option<i64>) -> V {
+    v.map_or(V::Null, V::Integer)
+}
+
+fn sql_err(context: &'static str) -> impl Fn(worker::Error) -> ApiError {
+    move |e| ApiError::internal(context, e)
+}
+
+/// The counter of bytes the ledger accounts for (see `stored_bytes`).
+const STORED_BYTES: &str = "stored_bytes";
+
+/// Header names a trigger adds to the fixed lists of credentials and
+/// signatures that are redacted.
+#[derive(Debug, Clone, Default)]
+pub struct Redaction {
+    /// Replaced by `[redacted]`.
+    pub credentials: Vec<String>,
+    /// Reduced to a scheme and a fingerprint.
+    pub signatures: Vec<String>,
+}
+
+impl Redaction {
+    /// What `cfg` adds.
+    pub fn of(cfg: &TriggerConfig) -> Redaction {
+        let own = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
+        Redaction {
+            credentials: own(cfg.credential_headers()),
+            signatures: own(cfg.signature_headers()),
+        }
+    }
+}
+
+/// A ledger over one object's SQL storage.
+pub struct Ledger {
+    sql: SqlStorage,
+    redact: Redaction,
+}
+
+impl Ledger {
+    /// Wraps `sql`.
+    pub fn new(sql: SqlStorage, redact: Redaction) -> Self {
+        Ledger { sql, redact }
+    }
+
+    /// Bytes the ledger accounts for: each stored delivery's headers, stored
+    /// body and a fixed overhead for its row, run and indexes.
+    pub fn stored_bytes(&self) -> ApiResult<u64> {
+        Ok(self.counter(STORED_BYTES)?.max(0) as u64)
+    }
+
+    fn exec(
+        &self,
+        context: &'static str,
+        query: &str,
+        args: Vec<V>,
+    ) -> ApiResult<worker::SqlCursor> {
+        self.sql.exec(query, Some(args)).map_err(sql_err(context))
+    }
+
+    fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &'static str,
+        query: &str,
+        args: Vec<V>,
+    ) -> ApiResult<Vec<T>> {
+        self.exec(context, query, args)?
+            .to_array::<T>()
+            .map_err(sql_err(context))
+    }
+
+    /// Brings the schema to the newest version, `MIGRATIONS.len()`.
+    pub fn migrate(&self) -> ApiResult<()> {
+        self.exec(
+            "migrate",
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            vec![],
+        )?;
+        #[derive(Deserialize)]
+        struct Val {
+            value: String,
+        }
+        let current: usize = self
+            .rows::<Val>(
+                "migrate",
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                vec![],
+            )?
+            .first()
+            .and_then(|v| v.value.parse().ok())
+            .unwrap_or(0);
+        for (n, step) in MIGRATIONS.iter().enumerate().skip(current) {
+            for stmt in step.iter() {
+                self.exec("migrate", stmt, vec![])?;
+            }
+            self.exec(
+                "migrate",
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                vec![s((n + 1).to_string())],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> ApiResult<Option<String>> {
+        #[derive(Deserialize)]
+        struct Val {
+            value: String,
+        }
+        Ok(self
+            .rows::<Val>("meta", "SELECT value FROM meta WHERE key = ?", vec![s(key)])?
+            .into_iter()
+            .next()
+            .map(|v| v.value))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> ApiResult<()> {
+        self.exec(
+            "meta",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            vec![s(key), s(value)],
+        )?;
+        Ok(())
+    }
+
+    /// The stored configuration, if the trigger was created here.
+    pub fn config(&self) -> ApiResult<Option<TriggerConfig>> {
+        match self.meta("config")? {
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| ApiError::internal("stored config", e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the configuration.
+    pub fn put_config(&self, cfg: &TriggerConfig) -> ApiResult<()> {
+        let text = serde_json::to_string(cfg).map_err(|e| ApiError::internal("config json", e))?;
+        self.set_meta("config", &text)
+    }
+
+    /// When the trigger was deleted, if it was.
+    pub fn deleted_at(&self) -> ApiResult<Option<Timestamp>> {
+        Ok(self
+            .meta("deleted_at")?
+            .and_then(|v| v.parse().ok())
+            .map(Timestamp))
+    }
+
+    /// Marks the trigger deleted.
+    pub fn mark_deleted(&self, now: Timestamp) -> ApiResult<()> {
+        self.set_meta("deleted_at", &now.millis().to_string())
+    }
+
+    /// Whether the registry still lacks this trigger's latest view.
+    pub fn registry_dirty(&self) -> ApiResult<bool> {
+        Ok(self.meta("registry_dirty")?.as_deref() == Some("1"))
+    }
+
+    /// Records whether the registry is up to date.
+    pub fn set_registry_dirty(&self, dirty: bool) -> ApiResult<()> {
+        self.set_meta("registry_dirty", if dirty { "1" } else { "0" })
+    }
+
+    fn counter(&self, name: &str) -> ApiResult<i64> {
+        #[derive(Deserialize)]
+        struct C {
+            value: i64,
+        }
+        Ok(self
+            .rows::<C>(
+                "counter",
+                "SELECT value FROM counters WHERE name = ?",
+                vec![s(name)],
+            )?
+            .first()
+            .map_or(0, |c| c.value))
+    }
+
+    fn add_to_counter(&self, name: &str, delta: i64) -> ApiResult<()> {
+        self.exec(
+            "counter",
+            "INSERT INTO counters (name, value) VALUES (?, ?)
+             ON CONFLICT (name) DO UPDATE SET value = MAX(0, value + excluded.value)",
+            vec![s(name), i(delta)],
+        )?;
+        Ok(())
+    }
+
+    fn next_seq(&self) -> ApiResult<i64> {
+        #[derive(Deserialize)]
+        struct Seq {
+            value: i64,
+        }
+        self.rows::<Seq>(
+            "seq",
+            "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value",
+            vec![],
+        )?
+        .first()
+        .map(|r| r.value)
+        .ok_or_else(|| ApiError::Internal("seq counter missing".into()))
+    }
+
+}

@@ -1,0 +1,258 @@
+//! Runs: claims, settlements, dead letters and what the alarm looks for.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// A run row as the state machine and the consumer need it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunRow {
+    /// `run_…`.
+    pub id: String,
+    /// Its delivery.
+    pub delivery_id: String,
+    /// Status name.
+    pub status: String,
+    /// Attempts claimed.
+    pub attempts: i64,
+    /// Lease end (ms).
+    pub lease_until: Option<i64>,
+    /// Next attempt due (ms).
+    pub next_attempt_at: i64,
+    /// Re-sends since the last claim.
+    pub resends: i64,
+    /// No re-send before this time (ms).
+    pub resend_after: Option<i64>,
+    /// Its delivery's stored body size, which the run message carries so
+    /// the consumer can bound its memory.
+    pub body_bytes: i64,
+}
+
+/// The columns of [`RunRow`].
+const RUN_COLUMNS: &str =
+    "id, delivery_id, status, attempts, lease_until, next_attempt_at, resends, resend_after,
+    (SELECT d.body_bytes FROM deliveries d WHERE d.id = runs.delivery_id) AS body_bytes";
+
+impl RunRow {
+    /// The state-machine view of this row.
+    pub fn state(&self) -> RunState {
+        RunState {
+            status: RunStatus::parse(&self.status).unwrap_or(RunStatus::Failed),
+            attempts: self.attempts.max(0) as u32,
+            lease_until: self.lease_until.map(Timestamp),
+            next_attempt_at: Timestamp(self.next_attempt_at),
+            resends: self.resends.clamp(0, i64::from(u32::MAX)) as u32,
+            resend_after: self.resend_after.map(Timestamp),
+        }
+    }
+}
+
+/// How long an owed dead letter waits after a failed send.
+pub const DLQ_RETRY_MS: i64 = 30_000;
+
+impl Ledger {
+    /// A run.
+    pub fn run(&self, run_id: &str) -> ApiResult<Option<RunRow>> {
+        Ok(self
+            .rows::<RunRow>(
+                "read run",
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"),
+                vec![s(run_id)],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// Records a claim (`state` is the run after `run::apply_claim`). The
+    /// attempt count changes, so the delivery's change sequence moves.
+    pub fn claim_run(&self, run: &RunRow, state: &RunState, now: Timestamp) -> ApiResult<()> {
+        self.exec(
+            "claim run",
+            "UPDATE runs SET attempts = ?, lease_until = ?, resends = ?, resend_after = ?, updated_at = ?
+             WHERE id = ?",
+            vec![
+                i(i64::from(state.attempts)),
+                opt_i(state.lease_until.map(Timestamp::millis)),
+                i(i64::from(state.resends)),
+                opt_i(state.resend_after.map(Timestamp::millis)),
+                i(now.millis()),
+                s(&run.id),
+            ],
+        )?;
+        self.touch_delivery(&run.delivery_id, DeliveryStatus::of_run(state.status))
+    }
+
+    /// Records that the alarm re-sent a run's message (`state` is the run
+    /// after `run::apply_resend`), so the next re-send waits its spacing.
+    pub fn record_resend(&self, run: &RunRow, state: &RunState) -> ApiResult<()> {
+        self.exec(
+            "record resend",
+            "UPDATE runs SET resends = ?, resend_after = ? WHERE id = ?",
+            vec![
+                i(i64::from(state.resends)),
+                opt_i(state.resend_after.map(Timestamp::millis)),
+                s(&run.id),
+            ],
+        )?;
+        self.touch_delivery(&run.delivery_id, DeliveryStatus::of_run(state.status))
+    }
+
+    /// Records a failed dead-letter send, so the alarm retries it after
+    /// `DLQ_RETRY_MS` rather than at once.
+    pub fn dead_letter_failed(&self, run_id: &str, now: Timestamp) -> ApiResult<()> {
+        self.exec(
+            "dead letter failed",
+            "UPDATE runs SET updated_at = ? WHERE id = ? AND dlq_pending = 1",
+            vec![i(now.millis()), s(run_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a run's new state and mirrors its status onto the delivery.
+    pub fn settle_run(
+        &self,
+        run: &RunRow,
+        state: &RunState,
+        last_error: Option<&str>,
+        last_status_code: Option<u16>,
+        now: Timestamp,
+    ) -> ApiResult<()> {
+        let dlq = i64::from(state.status == RunStatus::Failed);
+        self.exec(
+            "settle run",
+            "UPDATE runs SET status = ?, attempts = ?, lease_until = ?, next_attempt_at = ?,
+                last_error = COALESCE(?, last_error), last_status_code = COALESCE(?, last_status_code),
+                dlq_pending = MAX(dlq_pending, ?), updated_at = ?
+             WHERE id = ?",
+            vec![
+                s(state.status.as_str()),
+                i(i64::from(state.attempts)),
+                opt_i(state.lease_until.map(Timestamp::millis)),
+                i(state.next_attempt_at.millis()),
+                opt(last_error),
+                opt_i(last_status_code.map(i64::from)),
+                i(dlq),
+                i(now.millis()),
+                s(&run.id),
+            ],
+        )?;
+        self.touch_delivery(&run.delivery_id, DeliveryStatus::of_run(state.status))
+    }
+
+    /// Marks a run delivered without an attempt (a trigger with no target).
+    pub fn deliver_without_target(&self, run_id: &str, now: Timestamp) -> ApiResult<()> {
+        let Some(run) = self.run(run_id)? else {
+            return Ok(());
+        };
+        if RunStatus::parse(&run.status) != Some(RunStatus::Queued) {
+            return Ok(());
+        }
+        let state = RunState {
+            status: RunStatus::Delivered,
+            lease_until: None,
+            ..run.state()
+        };
+        self.settle_run(&run, &state, None, None, now)
+    }
+
+    /// Records that a failed run's message is on the dead-letter queue.
+    pub fn mark_dead_lettered(
+        &self,
+        run_id: &str,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> ApiResult<()> {
+        self.exec(
+            "mark dead-lettered",
+            "UPDATE runs SET dlq_pending = 0, dead_lettered_at = ?, updated_at = ? WHERE id = ?",
+            vec![i(now.millis()), i(now.millis()), s(run_id)],
+        )?;
+        self.touch_delivery(delivery_id, DeliveryStatus::Failed)
+    }
+
+    fn touch_delivery(&self, delivery_id: &str, status: DeliveryStatus) -> ApiResult<()> {
+        let seq = self.next_seq()?;
+        self.exec(
+            "touch delivery",
+            "UPDATE deliveries SET status = ?, seq = ? WHERE id = ?",
+            vec![s(status.as_str()), i(seq), s(delivery_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Queued runs the alarm should look at: an attempt whose lease has
+    /// ended, or a run due at least `grace_ms` ago with no attempt in flight;
+    /// in both cases only once the spacing of its last re-send has passed.
+    /// (The same rule as `edgehook_core::run::recheck_at`, as a query.)
+    pub fn stale_runs(&self, now: Timestamp, grace_ms: i64, limit: u32) -> ApiResult<Vec<RunRow>> {
+        self.rows(
+            "stale runs",
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE status = 'queued'
+                   AND ((lease_until IS NOT NULL AND lease_until <= ?)
+                     OR (lease_until IS NULL AND next_attempt_at <= ?))
+                   AND (resend_after IS NULL OR resend_after <= ?)
+                 ORDER BY next_attempt_at LIMIT ?"
+            ),
+            vec![
+                i(now.millis()),
+                i(now.millis() - grace_ms),
+                i(now.millis()),
+                i(i64::from(limit)),
+            ],
+        )
+    }
+
+    /// Failed runs whose dead-letter message is owed and whose last try (or
+    /// failure) was at least `DLQ_RETRY_MS` ago; the report that failed a
+    /// run sends its dead letter at once, so the alarm only retries.
+    pub fn dlq_pending(&self, now: Timestamp, limit: u32) -> ApiResult<Vec<RunRow>> {
+        self.rows(
+            "dlq pending",
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE dlq_pending = 1 AND updated_at <= ? LIMIT ?"
+            ),
+            vec![i(now.millis() - DLQ_RETRY_MS), i(i64::from(limit))],
+        )
+    }
+
+    /// When the alarm next has work: the earliest `recheck_at` of an open run
+    /// (`grace_ms` after due, or at lease end, and not before its re-send
+    /// spacing), or for an owed dead letter `DLQ_RETRY_MS` after its last try.
+    pub fn next_run_check(&self, grace_ms: i64) -> ApiResult<Option<i64>> {
+        #[derive(Deserialize)]
+        struct Next {
+            due: Option<i64>,
+        }
+        let rows = self.rows::<Next>(
+            "next run check",
+            "SELECT MIN(MAX(COALESCE(lease_until, next_attempt_at + ?), COALESCE(resend_after, 0))) AS due
+             FROM runs WHERE status = 'queued'",
+            vec![i(grace_ms)],
+        )?;
+        let pending = self.rows::<Next>(
+            "next run check",
+            "SELECT MIN(updated_at) + ? AS due FROM runs WHERE dlq_pending = 1",
+            vec![i(DLQ_RETRY_MS)],
+        )?;
+        let a = rows.into_iter().next().and_then(|r| r.due);
+        let b = pending.into_iter().next().and_then(|r| r.due);
+        Ok(match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        })
+    }
+
+    /// Whether any delivery is stored (retention then needs an alarm).
+    pub fn has_deliveries(&self) -> ApiResult<bool> {
+        #[derive(Deserialize)]
+        struct One {
+            #[allow(dead_code)]
+            id: String,
+        }
+        Ok(!self
+            .rows::<One>("any delivery", "SELECT id FROM deliveries LIMIT 1", vec![])?
+            .is_empty())
+    }
+}

@@ -1,0 +1,273 @@
+//! Ingest: screen, dedupe and record one inbound request, then enqueue its run.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Trigger {
+    /// Handles one inbound request. The edge streams the body here unread,
+    /// so the rate limits and this trigger's own body limit apply before
+    /// any of it is buffered.
+    pub(super) async fn ingest(&self, mut req: Request) -> ApiResult<Response> {
+        let received_at = req
+            .headers()
+            .get(wire::RECEIVED_AT)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .map(Timestamp)
+            .unwrap_or_else(now);
+        let headers = http::header_list(req.headers());
+        let cfg = self.live_config()?;
+        // Every request counts against the limits, genuine or not.
+        let ip = headers
+            .get("cf-connecting-ip")
+            .unwrap_or("unknown")
+            .to_string();
+        let admitted =
+            self.limiter
+                .borrow_mut()
+                .admit(&ip, cfg.trigger_rate(), cfg.ip_rate(), received_at);
+        if let Err((scope, retry_after)) = admitted {
+            return Err(ApiError::RateLimited {
+                scope: scope.as_str(),
+                retry_after,
+            });
+        }
+        let body = http::read_body_limited(&mut req, cfg.max_body_bytes).await?;
+        let rand_delivery = random::<10>()?;
+        let rand_run = random::<10>()?;
+
+        // From here until the run is inserted and its alarm set: no `.await`.
+        // The configuration is read again: it may have changed (or the
+        // trigger been deleted) while the body streamed in.
+        let cfg = self.live_config()?;
+        let ledger = self.ledger();
+        let inbound = Inbound {
+            headers: &headers,
+            body: &body,
+            received_at,
+        };
+        let stored_headers = core_ingest::stored_headers(&cfg, &headers);
+        let delivery_id = new_delivery_id(received_at, rand_delivery);
+        // What every stored outcome shares; each arm sets the rest.
+        let base = NewDelivery {
+            id: &delivery_id,
+            received_at,
+            status: DeliveryStatus::Queued,
+            dedupe_key: None,
+            signature_status: SignatureStatus::Valid.as_str(),
+            matched_secret: None,
+            event_type: None,
+            replayed_from: None,
+            replay_key: None,
+            reason: None,
+            headers: &stored_headers,
+            received_bytes: None,
+            run_id: None,
+        };
+        match core_ingest::screen(&cfg, &inbound) {
+            Screening::TooLarge { limit } => Err(ApiError::PayloadTooLarge { limit }),
+            Screening::BadBody(e) => Err(ApiError::BadRequest {
+                code: "invalid_body",
+                message: e.message().to_string(),
+                field: None,
+            }),
+            Screening::Challenge(challenge) => {
+                Ok(http::bytes(200, "text/plain", challenge.into_bytes()))
+            }
+            Screening::Rejected { error, facts } => {
+                let reason = error.to_string();
+                let status = error.signature_status();
+                // An anonymous sender's body is never stored whole, and
+                // rejections are stored up to a count and a byte size per
+                // minute (and within the budget); the rest are counted.
+                let (excerpt, _) = core_ingest::rejected_excerpt(&body);
+                let headers_len = serde_json::to_vec(&stored_headers).map_or(0, |v| v.len());
+                let size = core_ingest::stored_size(headers_len, excerpt.len());
+                let (rows, bytes) = ledger.rejections_stored_since(received_at.minus_secs(60))?;
+                let stored = if core_ingest::rejection_storable(rows, bytes, size) {
+                    let inserted = ledger.insert_delivery(
+                        &NewDelivery {
+                            status: DeliveryStatus::Rejected,
+                            dedupe_key: facts.dedupe_key.as_deref(),
+                            signature_status: status.as_str(),
+                            event_type: facts.event.name.as_deref(),
+                            reason: Some(&reason),
+                            received_bytes: Some(body.len() as u64),
+                            ..base
+                        },
+                        excerpt,
+                        Some(cfg.storage_budget()),
+                    );
+                    match inserted {
+                        Ok(()) => true,
+                        Err(ApiError::StorageBudgetExceeded { .. }) => false,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    false
+                };
+                if !stored {
+                    ledger.aggregate_rejection(received_at, status.as_str(), &reason)?;
+                    return Ok(http::json(
+                        401,
+                        &json!({
+                            "error": "invalid_signature",
+                            "delivery_id": null,
+                            "signature_status": status,
+                            "message": reason,
+                            "aggregated": true,
+                        }),
+                    ));
+                }
+                let alarm = self.schedule_alarm(received_at.millis() + RETENTION_INTERVAL_MS)?;
+                Self::await_alarm(alarm).await?;
+                Ok(http::json(
+                    401,
+                    &json!({
+                        "error": "invalid_signature",
+                        "delivery_id": delivery_id,
+                        "signature_status": status,
+                        "message": reason,
+                    }),
+                ))
+            }
+            Screening::Admitted { matched, facts } => {
+                let holder = match (&facts.dedupe_key, core_ingest::dedupes(&cfg, &facts)) {
+                    (Some(key), true) => ledger.find_holder(key, cfg.dedupe_cutoff(received_at))?,
+                    _ => None,
+                };
+                match core_ingest::decide(&cfg, &facts, holder.is_some()) {
+                    Decision::Duplicate => {
+                        let holder =
+                            holder.ok_or_else(|| ApiError::Internal("holder vanished".into()))?;
+                        ledger.bump_attempt(&holder.id)?;
+                        let status =
+                            DeliveryStatus::parse(&holder.status).unwrap_or(DeliveryStatus::Queued);
+                        Ok(http::json(
+                            200,
+                            &IngestAccepted {
+                                delivery_id: holder.id,
+                                run_id: holder.run_id,
+                                status,
+                                duplicate: true,
+                            },
+                        ))
+                    }
+                    Decision::Ignore(reason) => {
+                        ledger.insert_delivery(
+                            &NewDelivery {
+                                status: DeliveryStatus::Ignored,
+                                dedupe_key: facts.dedupe_key.as_deref(),
+                                matched_secret: Some(matched.as_str()),
+                                event_type: facts.event.name.as_deref(),
+                                reason: Some(reason.as_str()),
+                                ..base
+                            },
+                            &body,
+                            Some(cfg.storage_budget()),
+                        )?;
+                        let alarm =
+                            self.schedule_alarm(received_at.millis() + RETENTION_INTERVAL_MS)?;
+                        Self::await_alarm(alarm).await?;
+                        Ok(http::json(
+                            200,
+                            &json!({
+                                "delivery_id": delivery_id,
+                                "run_id": null,
+                                "status": "ignored",
+                                "reason": reason.as_str(),
+                                "duplicate": false,
+                            }),
+                        ))
+                    }
+                    Decision::Run => {
+                        let run_id = new_run_id(received_at, rand_run);
+                        ledger.insert_delivery(
+                            &NewDelivery {
+                                dedupe_key: facts.dedupe_key.as_deref(),
+                                matched_secret: Some(matched.as_str()),
+                                event_type: facts.event.name.as_deref(),
+                                run_id: Some(&run_id),
+                                ..base
+                            },
+                            &body,
+                            Some(cfg.storage_budget()),
+                        )?;
+                        ledger.insert_run(&run_id, &delivery_id, received_at)?;
+                        let alarm = self.schedule_alarm(received_at.millis() + FIRST_CHECK_MS)?;
+                        // The run is durable and covered by the alarm; now enqueue.
+                        Self::await_alarm(alarm).await?;
+                        self.enqueue(&cfg, &[(run_id.clone(), body.len() as u64)], 0)
+                            .await;
+                        Ok(http::json(
+                            200,
+                            &IngestAccepted {
+                                delivery_id,
+                                run_id: Some(run_id),
+                                status: DeliveryStatus::Queued,
+                                duplicate: false,
+                            },
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends run messages. A failure is logged and left to the alarm: the
+    /// runs stay `queued` in the ledger, which is the source of truth.
+    /// Sends run messages for `runs` (id, body size).
+    pub(super) async fn enqueue(&self, cfg: &TriggerConfig, runs: &[(String, u64)], delay_seconds: u32) {
+        if runs.is_empty() {
+            return;
+        }
+        let sent = async {
+            let queue = self.env.queue(wire::RUNS_QUEUE)?;
+            for chunk in runs.chunks(100) {
+                let messages: Vec<_> = chunk
+                    .iter()
+                    .map(|(run_id, body_bytes)| {
+                        MessageBuilder::new(RunMessage {
+                            trigger_id: cfg.id.clone(),
+                            run_id: run_id.clone(),
+                            dispatch: cfg.target_url.is_some(),
+                            body_bytes: Some(*body_bytes),
+                        })
+                        .delay_seconds(delay_seconds)
+                        .build()
+                    })
+                    .collect();
+                if messages.len() == 1 {
+                    if let Some(m) = messages.into_iter().next() {
+                        queue.send(m).await?;
+                    }
+                } else {
+                    queue.send_batch(messages).await?;
+                }
+            }
+            Ok::<(), worker::Error>(())
+        }
+        .await;
+        let now = now();
+        match sent {
+            Ok(()) => {
+                if cfg.target_url.is_none() {
+                    // No target: the ledger (and Postgres) are the output,
+                    // and the run is done once it is on the queue.
+                    let ledger = self.ledger();
+                    for (id, _) in runs {
+                        if let Err(e) = ledger.deliver_without_target(id, now) {
+                            e.into_response();
+                        }
+                    }
+                }
+            }
+            Err(e) => console_error!(
+                "enqueue of {} run(s) failed, the alarm will retry: {e}",
+                runs.len()
+            ),
+        }
+    }
+
+}

@@ -1,0 +1,215 @@
+//! Trigger configuration (create, patch, rotate, delete), the registry copy,
+//! and the management reads (delivery lists, the change feed).
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Trigger {
+
+    pub(super) async fn create(&self, req: &mut Request) -> ApiResult<Response> {
+        let body = http::read_body_limited(req, 64 * 1024).await?;
+        let cfg: TriggerConfig =
+            serde_json::from_slice(&body).map_err(|e| ApiError::internal("create body", e))?;
+        if self.config()?.is_some() {
+            return Err(ApiError::Conflict {
+                code: "trigger_exists",
+                message: "a trigger with this id exists".into(),
+            });
+        }
+        self.store_config(&cfg)?;
+        let base = Self::base_url(req);
+        self.sync_registry(&cfg, &base, None).await;
+        self.view_response(201, &cfg, &base)
+    }
+
+    pub(super) async fn patch(&self, req: &mut Request) -> ApiResult<Response> {
+        let patch: TriggerPatch = http::json_body(req).await?;
+        let mut cfg = self.live_config()?;
+        cfg.apply(patch, now())?;
+        self.store_config(&cfg)?;
+        let base = Self::base_url(req);
+        self.sync_registry(&cfg, &base, None).await;
+        self.view_response(200, &cfg, &base)
+    }
+
+    pub(super) async fn rotate(&self, req: &mut Request) -> ApiResult<Response> {
+        let rotation: SecretRotation = http::json_body(req).await?;
+        let mut cfg = self.live_config()?;
+        cfg.rotate_secret(
+            &rotation.secret,
+            rotation
+                .grace_seconds
+                .unwrap_or(DEFAULT_SECRET_GRACE_SECONDS),
+            now(),
+        )?;
+        self.store_config(&cfg)?;
+        let base = Self::base_url(req);
+        self.sync_registry(&cfg, &base, None).await;
+        self.view_response(200, &cfg, &base)
+    }
+
+    pub(super) async fn delete(&self, req: &Request) -> ApiResult<Response> {
+        let mut cfg = self.live_config()?;
+        let now = now();
+        // A deletion is a change like any other: the registry and PostgreSQL
+        // take the newest `updated_at`, so it must move forward.
+        cfg.touch(now);
+        self.store_config(&cfg)?;
+        self.ledger().mark_deleted(now)?;
+        self.deleted.set(Some(true));
+        self.sync_registry(&cfg, &Self::base_url(req), Some(now))
+            .await;
+        Ok(http::bytes(204, "application/json", Vec::new()))
+    }
+
+    /// The trigger's view with its current storage use.
+    pub(super) fn view_response(
+        &self,
+        status: u16,
+        cfg: &TriggerConfig,
+        base: &str,
+    ) -> ApiResult<Response> {
+        let mut view = TriggerView::of(cfg, base);
+        view.storage_used_bytes = Some(self.ledger().stored_bytes()?);
+        Ok(http::json(status, &view))
+    }
+
+    /// Pushes this trigger's view to the registry; on failure, marks it owed
+    /// and lets the alarm retry.
+    pub(super) async fn sync_registry(&self, cfg: &TriggerConfig, base: &str, deleted_at: Option<Timestamp>) {
+        let mut view = TriggerView::of(cfg, base);
+        view.deleted_at = deleted_at.map(Timestamp::to_rfc3339);
+        let pushed = async {
+            let stub = wire::registry_stub(&self.env)?;
+            let body =
+                serde_json::to_vec(&view).map_err(|e| ApiError::internal("registry json", e))?;
+            let resp = wire::call(
+                &stub,
+                Method::Put,
+                &format!("/triggers/{}", cfg.id),
+                Headers::new(),
+                Some(&body),
+            )
+            .await?;
+            if resp.status_code() >= 300 {
+                return Err(ApiError::Internal(format!(
+                    "registry answered {}",
+                    resp.status_code()
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        let ledger = self.ledger();
+        let result = match pushed {
+            Ok(()) => ledger.set_registry_dirty(false),
+            Err(e) => {
+                e.into_response();
+                ledger
+                    .set_registry_dirty(true)
+                    .and_then(|_| self.schedule_alarm(now().millis() + 5000).map(|_| ()))
+            }
+        };
+        if let Err(e) = result {
+            e.into_response();
+        }
+    }
+
+
+
+    pub(super) fn list(&self, url: &worker::Url) -> ApiResult<Response> {
+        let cfg = self.live_config()?;
+        let status =
+            match http::query_param(url, "status") {
+                Some(s) if !s.is_empty() => Some(DeliveryStatus::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest {
+                        code: "invalid_request",
+                        message:
+                            "status must be one of queued, delivered, failed, rejected, ignored"
+                                .into(),
+                        field: Some("status"),
+                    }
+                })?),
+                _ => None,
+            };
+        let limit = parse_limit(url, 50, 200)?;
+        let before = match http::query_param(url, "cursor") {
+            Some(c) if !c.is_empty() => Some(decode_cursor(&c)?),
+            _ => None,
+        };
+        let page = self.ledger().list(&cfg.id, status, before, limit + 1)?;
+        let more = page.len() > limit as usize;
+        let mut deliveries: Vec<_> = page.into_iter().take(limit as usize).collect();
+        let next_cursor = if more {
+            deliveries
+                .last()
+                .map(|(d, at)| encode_cursor(*at, &d.delivery_id))
+        } else {
+            None
+        };
+        let deliveries: Vec<_> = deliveries.drain(..).map(|(d, _)| d).collect();
+        Ok(http::json(
+            200,
+            &json!({"deliveries": deliveries, "next_cursor": next_cursor}),
+        ))
+    }
+
+    pub(super) fn changes(&self, url: &worker::Url) -> ApiResult<Response> {
+        // The backfill reads a deleted trigger's feed too, to finish its history.
+        let cfg = self.config()?.ok_or(ApiError::NotFound("trigger"))?;
+        let after = match http::query_param(url, "after") {
+            Some(a) if !a.is_empty() => {
+                a.parse::<i64>()
+                    .ok()
+                    .filter(|v| *v >= 0)
+                    .ok_or_else(|| ApiError::BadRequest {
+                        code: "invalid_request",
+                        message: "after must be a non-negative integer".into(),
+                        field: Some("after"),
+                    })?
+            }
+            _ => 0,
+        };
+        let limit = parse_limit(url, 100, 1000)?;
+        let (changes, has_more) =
+            self.ledger()
+                .changes(&cfg.id, after, limit, CHANGES_MAX_BYTES)?;
+        let next_after = changes.last().map_or(after, |c| c.seq);
+        Ok(http::json(
+            200,
+            &json!({"changes": changes, "next_after": next_after, "has_more": has_more}),
+        ))
+    }
+
+}
+
+pub(super) fn parse_limit(url: &worker::Url, default: u32, max: u32) -> ApiResult<u32> {
+    match http::query_param(url, "limit") {
+        Some(l) if !l.is_empty() => l
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=max).contains(v))
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_request",
+                message: format!("limit must be between 1 and {max}"),
+                field: Some("limit"),
+            }),
+        _ => Ok(default),
+    }
+}
+
+fn encode_cursor(received_at: i64, id: &str) -> String {
+    edgehook_core::encoding::b64url(format!("{received_at}:{id}").as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::BadRequest {
+        code: "invalid_request",
+        message: "cursor is not valid".into(),
+        field: Some("cursor"),
+    };
+    let raw = edgehook_core::encoding::b64url_decode(cursor).ok_or_else(bad)?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.to_string()))
+}
