@@ -18,10 +18,16 @@ use tokio_postgres::Client;
 use crate::Fatal;
 
 /// The migrations, in order, embedded so the binary runs from anywhere.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_redact_signatures.sql",
+        include_str!("../../migrations/0002_redact_signatures.sql"),
+    ),
+];
 
 /// Serializes concurrent backfills' migrations (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x6564_6765_686f_6f6b; // "edgehook"
@@ -130,7 +136,10 @@ pub async fn migrate(client: &mut Client) -> Result<usize> {
     Ok(ran)
 }
 
-/// Upserts the trigger list; deleted triggers get `deleted_at` and keep their rows.
+/// Upserts the trigger list; deleted triggers get `deleted_at` and keep their
+/// rows. A row never goes backwards: an older view (from a backfill that
+/// listed triggers before a change) does not overwrite a newer one, as
+/// `updated_at` only moves forward on the edge.
 pub async fn upsert_triggers(client: &Client, triggers: &[TriggerView]) -> Result<u64> {
     let mut ids = Vec::new();
     let mut names = Vec::new();
@@ -166,7 +175,8 @@ pub async fn upsert_triggers(client: &Client, triggers: &[TriggerView]) -> Resul
                 name = EXCLUDED.name, provider = EXCLUDED.provider, enabled = EXCLUDED.enabled,
                 url = EXCLUDED.url, target_url = EXCLUDED.target_url, created_at = EXCLUDED.created_at,
                 updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at, config = EXCLUDED.config
-             WHERE (triggers.name, triggers.provider, triggers.enabled, triggers.url, triggers.target_url,
+             WHERE triggers.updated_at <= EXCLUDED.updated_at
+               AND (triggers.name, triggers.provider, triggers.enabled, triggers.url, triggers.target_url,
                     triggers.updated_at, triggers.deleted_at, triggers.config)
                 IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.provider, EXCLUDED.enabled, EXCLUDED.url,
                     EXCLUDED.target_url, EXCLUDED.updated_at, EXCLUDED.deleted_at, EXCLUDED.config)",

@@ -71,6 +71,9 @@ pub enum Fatal {
     EdgeUnreachable(String),
     /// The database could not be reached, refused us, or is read-only.
     Database(String),
+    /// Some triggers failed with an error of their own; every other trigger
+    /// was synced.
+    TriggersFailed(u64),
 }
 
 impl std::fmt::Display for Fatal {
@@ -81,6 +84,10 @@ impl std::fmt::Display for Fatal {
             ),
             Fatal::EdgeUnreachable(why) => write!(f, "cannot reach the edge: {why}"),
             Fatal::Database(why) => write!(f, "database: {why}"),
+            Fatal::TriggersFailed(n) => write!(
+                f,
+                "{n} trigger(s) could not be synced (see above); the others were"
+            ),
         }
     }
 }
@@ -93,6 +100,7 @@ impl Fatal {
             Fatal::BadToken => 3,
             Fatal::EdgeUnreachable(_) => 4,
             Fatal::Database(_) => 5,
+            Fatal::TriggersFailed(_) => 6,
         }
     }
 }

@@ -25,6 +25,8 @@ struct Stats {
     deliveries: u64,
     runs: u64,
     pages: u64,
+    /// Triggers whose sync failed with an error of their own.
+    failed: u64,
 }
 
 impl Stats {
@@ -33,6 +35,7 @@ impl Stats {
         self.deliveries += o.deliveries;
         self.runs += o.runs;
         self.pages += o.pages;
+        self.failed += o.failed;
     }
 
     fn rows(&self) -> u64 {
@@ -102,6 +105,9 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let progress = Progress::new(&opts);
     let started = Instant::now();
+    // A trigger's own failure (a page the database refuses, a feed that
+    // cannot be read) is reported and skipped; the other triggers go on, and
+    // the exit code says something failed.
     let mut total = Stats::default();
     let mut stop = Box::pin(tokio::signal::ctrl_c());
     loop {
@@ -128,6 +134,12 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     progress.finish();
     let secs = started.elapsed().as_secs_f64();
+    if total.failed > 0 {
+        println!(
+            "backfill: {} trigger(s) failed; their cursors stay where the last committed page left them",
+            total.failed
+        );
+    }
     println!(
         "backfill: {} triggers, {} rows ({} deliveries, {} runs) in {:.2} s, {:.0} rows/s",
         total.triggers,
@@ -137,6 +149,9 @@ pub async fn run(opts: Options) -> Result<()> {
         secs,
         total.rows() as f64 / secs.max(1e-9)
     );
+    if total.failed > 0 {
+        return Err(anyhow::anyhow!(crate::Fatal::TriggersFailed(total.failed)));
+    }
     Ok(())
 }
 
@@ -167,10 +182,23 @@ async fn sync_round(
                     .map_err(|_| anyhow::anyhow!("queue poisoned"))?
                     .pop_front();
                 let Some(id) = next else { break };
-                let (s, cursor) =
-                    sync_trigger(edge, &mut conn, &id, opts.page_size, &rows, progress).await?;
-                progress.trigger_done(&id, &s, cursor);
-                stats.add(s);
+                match sync_trigger(edge, &mut conn, &id, opts.page_size, &rows, progress).await {
+                    Ok((s, cursor)) => {
+                        progress.trigger_done(&id, &s, cursor);
+                        stats.add(s);
+                    }
+                    // Whatever stops every trigger (a bad token, an edge or
+                    // database that is gone) still stops the run.
+                    Err(e) if e.downcast_ref::<crate::Fatal>().is_some() => return Err(e),
+                    Err(e) => {
+                        eprintln!(
+                            "backfill: trigger {id} failed, continuing with the others: {e:#}"
+                        );
+                        stats.failed += 1;
+                        // The connection may be mid-transaction or broken.
+                        let _ = conn.reopen().await;
+                    }
+                }
             }
             Ok::<Stats, anyhow::Error>(stats)
         }

@@ -405,7 +405,7 @@ fn every_provider_admits_genuine_and_rejects_tampered_deliveries() {
     ];
     for p in providers {
         let secret = if p == "standard" {
-            format!("whsec_{}", b64(unique("k").as_bytes()))
+            format!("whsec_{}", b64(unique("standard-key").as_bytes()))
         } else {
             unique("secret-for")
         };

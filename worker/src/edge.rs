@@ -11,7 +11,7 @@
 use edgehook_core::id::is_issued_trigger_id;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use serde_json::json;
-use worker::{wasm_bindgen::JsValue, Env, Headers, Method, Request, Response};
+use worker::{Env, Headers, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, INTERNAL_PREFIX};
@@ -84,7 +84,7 @@ async fn limit_client_ip(req: &Request, env: &Env) -> ApiResult<()> {
     }
 }
 
-async fn ingress(req: Request, env: &Env, id: &str) -> ApiResult<Response> {
+async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     let key = keys::trigger_id_key(env)?;
     if !is_issued_trigger_id(&key, id) {
         return Err(ApiError::NotFound("trigger"));
@@ -98,6 +98,13 @@ async fn ingress(req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     let headers = forwardable_headers(&req);
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     let stub = wire::trigger_stub(env, id)?;
-    let body = req.inner().body().map(JsValue::from);
-    wire::call_streaming(&stub, Method::Post, "/ingest", headers, body).await
+    wire::call_with_streamed_body(
+        &stub,
+        Method::Post,
+        "/ingest",
+        headers,
+        &mut req,
+        MAX_BODY_BYTES_LIMIT,
+    )
+    .await
 }

@@ -51,7 +51,9 @@ pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u
         Err(_) => return Ok(out),
     };
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::internal("reading body", e))?;
+        // A body that fails mid-stream was cut off by its sender (or by
+        // the edge, past its hard limit): a client error, not ours.
+        let chunk = chunk.map_err(|_| ApiError::bad_request("the request body ended early"))?;
         if (out.len() + chunk.len()) as u64 > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }

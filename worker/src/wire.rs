@@ -8,7 +8,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use worker::{js_sys, wasm_bindgen, Headers, Method, Request, RequestInit, Response, Stub};
+use worker::{js_sys, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -145,19 +145,97 @@ pub async fn call(
     Ok(stub.fetch_with_request(req).await?)
 }
 
-/// Calls a Durable Object with a streamed body (a `ReadableStream`), which
-/// the object reads at its own pace and up to its own limit.
-pub async fn call_streaming(
+/// Calls a Durable Object with `req`'s body streamed to it, never buffered
+/// here: the object reads it at its own pace and up to its own limit.
+///
+/// The edge pumps the body itself, chunk by chunk, into a `TransformStream`
+/// whose readable side is the object's request body, and stops pumping as
+/// soon as the object answers. (Handing the client's stream to the runtime
+/// instead lets it go on reading the client body after the response was
+/// sent when the object answered early, which fails outside any handler and
+/// restarts the isolate.) Past `hard_limit` bytes, or if the client's body
+/// fails, the pump aborts the object's stream, so the object can never take
+/// a cut body for a whole one.
+pub async fn call_with_streamed_body(
     stub: &Stub,
     method: Method,
     path_and_query: &str,
     headers: Headers,
-    body: Option<wasm_bindgen::JsValue>,
+    req: &mut Request,
+    hard_limit: u64,
 ) -> ApiResult<Response> {
+    use futures_util::future::{select, Either};
+    use futures_util::StreamExt;
+    use worker::wasm_bindgen_futures::JsFuture;
+    use worker::web_sys::TransformStream;
+
+    let js_err = |what: &'static str| move |e| ApiError::internal(what, format!("{e:?}"));
+    let pipe = TransformStream::new().map_err(js_err("transform stream"))?;
+    let writer = pipe
+        .writable()
+        .get_writer()
+        .map_err(js_err("stream writer"))?;
     let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers).with_body(body);
-    let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
-    Ok(stub.fetch_with_request(req).await?)
+    init.with_method(method)
+        .with_headers(headers)
+        .with_body(Some(pipe.readable().into()));
+    let inner = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
+    let call = Box::pin(async move { stub.fetch_with_request(inner).await });
+    let source = req.stream().ok();
+    let pump = Box::pin(async {
+        let mut sent = 0u64;
+        if let Some(mut source) = source {
+            while let Some(chunk) = source.next().await {
+                let Ok(chunk) = chunk else {
+                    let _ = writer.abort();
+                    return Pumped::Aborted;
+                };
+                sent += chunk.len() as u64;
+                if sent > hard_limit {
+                    let _ = writer.abort();
+                    return Pumped::TooLarge;
+                }
+                let bytes = js_sys::Uint8Array::from(chunk.as_slice());
+                if JsFuture::from(writer.write_with_chunk(&bytes))
+                    .await
+                    .is_err()
+                {
+                    // The object stopped reading: it has answered or will.
+                    return Pumped::Stopped;
+                }
+            }
+        }
+        let _ = JsFuture::from(writer.close()).await;
+        Pumped::Complete
+    });
+    let response = match select(call, pump).await {
+        Either::Left((response, _pump)) => {
+            // Answered before the whole body was needed: stop reading the
+            // client and end the object's side of the stream.
+            let _ = writer.abort();
+            response
+        }
+        Either::Right((Pumped::TooLarge, _call)) => {
+            return Err(ApiError::PayloadTooLarge { limit: hard_limit })
+        }
+        Either::Right((Pumped::Aborted, _call)) => {
+            return Err(ApiError::bad_request("the request body ended early"))
+        }
+        Either::Right((Pumped::Complete | Pumped::Stopped, call)) => call.await,
+    };
+    Ok(response?)
+}
+
+/// How the edge's body pump ended.
+enum Pumped {
+    /// The whole body went to the object.
+    Complete,
+    /// The object stopped reading.
+    Stopped,
+    /// The body passed the hard limit.
+    TooLarge,
+    /// The client's body failed mid-stream.
+    Aborted,
 }
 
 /// The stub of trigger `id`'s ledger.

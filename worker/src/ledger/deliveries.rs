@@ -83,7 +83,6 @@ const ROW_SELECT: &str =
     r.created_at AS r_created_at, r.updated_at AS r_updated_at, r.resends AS r_resends
     FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id";
 
-
 impl Ledger {
     /// The dedupe holder for `key` received at or after `cutoff`.
     pub fn find_holder(&self, key: &str, cutoff: Timestamp) -> ApiResult<Option<Holder>> {

@@ -325,5 +325,4 @@ impl Ledger {
         .map(|r| r.value)
         .ok_or_else(|| ApiError::Internal("seq counter missing".into()))
     }
-
 }

@@ -218,7 +218,12 @@ impl Trigger {
     /// Sends run messages. A failure is logged and left to the alarm: the
     /// runs stay `queued` in the ledger, which is the source of truth.
     /// Sends run messages for `runs` (id, body size).
-    pub(super) async fn enqueue(&self, cfg: &TriggerConfig, runs: &[(String, u64)], delay_seconds: u32) {
+    pub(super) async fn enqueue(
+        &self,
+        cfg: &TriggerConfig,
+        runs: &[(String, u64)],
+        delay_seconds: u32,
+    ) {
         if runs.is_empty() {
             return;
         }
@@ -269,5 +274,4 @@ impl Trigger {
             ),
         }
     }
-
 }

@@ -5,7 +5,6 @@
 use super::*;
 
 impl Trigger {
-
     pub(super) async fn create(&self, req: &mut Request) -> ApiResult<Response> {
         let body = http::read_body_limited(req, 64 * 1024).await?;
         let cfg: TriggerConfig =
@@ -76,7 +75,12 @@ impl Trigger {
 
     /// Pushes this trigger's view to the registry; on failure, marks it owed
     /// and lets the alarm retry.
-    pub(super) async fn sync_registry(&self, cfg: &TriggerConfig, base: &str, deleted_at: Option<Timestamp>) {
+    pub(super) async fn sync_registry(
+        &self,
+        cfg: &TriggerConfig,
+        base: &str,
+        deleted_at: Option<Timestamp>,
+    ) {
         let mut view = TriggerView::of(cfg, base);
         view.deleted_at = deleted_at.map(Timestamp::to_rfc3339);
         let pushed = async {
@@ -114,8 +118,6 @@ impl Trigger {
             e.into_response();
         }
     }
-
-
 
     pub(super) fn list(&self, url: &worker::Url) -> ApiResult<Response> {
         let cfg = self.live_config()?;
@@ -180,7 +182,6 @@ impl Trigger {
             &json!({"changes": changes, "next_after": next_after, "has_more": has_more}),
         ))
     }
-
 }
 
 pub(super) fn parse_limit(url: &worker::Url, default: u32, max: u32) -> ApiResult<u32> {

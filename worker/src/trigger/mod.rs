@@ -260,5 +260,4 @@ impl Trigger {
             _ => Err(ApiError::NotFound("route")),
         }
     }
-
 }

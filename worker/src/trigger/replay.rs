@@ -157,7 +157,9 @@ impl Trigger {
         let ledger = self.ledger();
         if let Some(k) = key.as_deref() {
             let since = now.minus_secs(IDEMPOTENCY_TTL_SECONDS);
-            if let Some((hash, response)) = ledger.idempotent_response(BULK_REPLAY_SCOPE, k, since)? {
+            if let Some((hash, response)) =
+                ledger.idempotent_response(BULK_REPLAY_SCOPE, k, since)?
+            {
                 if hash != request_hash {
                     return Err(ApiError::Conflict {
                         code: "idempotency_key_reused",
@@ -186,7 +188,13 @@ impl Trigger {
         }
         let response = json!({"count": replayed.len(), "replayed": replayed}).to_string();
         if let Some(k) = key.as_deref() {
-            ledger.store_idempotent_response(BULK_REPLAY_SCOPE, k, &request_hash, &response, now)?;
+            ledger.store_idempotent_response(
+                BULK_REPLAY_SCOPE,
+                k,
+                &request_hash,
+                &response,
+                now,
+            )?;
         }
         if !new_runs.is_empty() {
             let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
@@ -195,5 +203,4 @@ impl Trigger {
         }
         Ok(http::bytes(200, "application/json", response.into_bytes()))
     }
-
 }

@@ -86,8 +86,7 @@ impl Trigger {
                 let alarm = self.schedule_alarm(at.millis() + GRACE_MS + 500)?;
                 Self::await_alarm(alarm).await?;
                 let run = (run_id.to_string(), run_row.body_bytes.max(0) as u64);
-                self.enqueue(&cfg, &[run], delay_seconds)
-                    .await;
+                self.enqueue(&cfg, &[run], delay_seconds).await;
             }
             Settlement::Failed => {
                 let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
@@ -108,7 +107,13 @@ impl Trigger {
 
     /// Puts a failed run on the dead-letter queue and records it; on failure
     /// the run stays owed (`dlq_pending`) for the alarm.
-    pub(super) async fn dead_letter(&self, trigger_id: &str, run_id: &str, delivery_id: &str, attempts: u32) {
+    pub(super) async fn dead_letter(
+        &self,
+        trigger_id: &str,
+        run_id: &str,
+        delivery_id: &str,
+        attempts: u32,
+    ) {
         let sent = async {
             let dlq = self.env.queue(wire::DLQ_QUEUE)?;
             dlq.send(DeadLetter {
@@ -135,5 +140,4 @@ impl Trigger {
             }
         }
     }
-
 }
