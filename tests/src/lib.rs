@@ -674,7 +674,9 @@ pub fn raw_http(base: &str, request: &[u8]) -> Option<(u16, String)> {
     use std::io::Write;
     let addr = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     stream.write_all(request).ok()?;
     // Half-close: a body cut short ends here.
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -682,9 +684,15 @@ pub fn raw_http(base: &str, request: &[u8]) -> Option<(u16, String)> {
     let _ = stream.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     for s in SECRETS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        assert!(!text.contains(s.as_str()), "a configured secret appears in a raw response");
+        assert!(
+            !text.contains(s.as_str()),
+            "a configured secret appears in a raw response"
+        );
     }
     Some((status, body))
 }

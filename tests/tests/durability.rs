@@ -29,14 +29,21 @@ fn every_delivery_answered_200_survives_a_kill9_mid_stream_and_is_run() {
         .map(|c| {
             let (url, stop, answered) = (url.clone(), stop.clone(), answered.clone());
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(10))
+                    .build();
                 let mut sent = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     let body = format!(r#"{{"client":{c},"n":{sent}}}"#).into_bytes();
                     let sig = github_signature(secret, &body);
                     let key = unique("d");
                     sent += 1;
-                    match try_post(&agent, &url, &[("x-hub-signature-256", &sig), ("x-github-delivery", &key)], &body) {
+                    match try_post(
+                        &agent,
+                        &url,
+                        &[("x-hub-signature-256", &sig), ("x-github-delivery", &key)],
+                        &body,
+                    ) {
                         Ok((200, text)) => {
                             let v: Value = serde_json::from_str(&text).expect("json");
                             answered.lock().expect("lock").push(v);
@@ -67,13 +74,19 @@ fn every_delivery_answered_200_survives_a_kill9_mid_stream_and_is_run() {
     stop.store(true, Ordering::Relaxed);
     let sent: u32 = clients.into_iter().map(|h| h.join().expect("client")).sum();
     let answered = answered.lock().expect("lock").clone();
-    assert!(answered_before_kill > 0, "the stream was under way when the runtime died");
+    assert!(
+        answered_before_kill > 0,
+        "the stream was under way when the runtime died"
+    );
 
     // Every 200 is stored and its run reaches the target.
     for a in &answered {
-        let d = edge.wait_delivery(&id, a["delivery_id"].as_str().expect("id"), Duration::from_secs(180), |d| {
-            d["status"] == "delivered"
-        });
+        let d = edge.wait_delivery(
+            &id,
+            a["delivery_id"].as_str().expect("id"),
+            Duration::from_secs(180),
+            |d| d["status"] == "delivered",
+        );
         assert_eq!(d["run"]["run_id"], a["run_id"]);
     }
     let recovered_in = killed_at.elapsed();

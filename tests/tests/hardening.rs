@@ -81,7 +81,11 @@ fn a_trigger_at_its_storage_budget_answers_507_and_shows_its_use() {
     let mut accepted = 0;
     let mut refused = None;
     for n in 0..10 {
-        let key = if n == 0 { first_key.clone() } else { unique("fill") };
+        let key = if n == 0 {
+            first_key.clone()
+        } else {
+            unique("fill")
+        };
         let r = signed(&id, &key, filler.as_bytes());
         match r.status {
             200 => accepted += 1,
@@ -93,7 +97,10 @@ fn a_trigger_at_its_storage_budget_answers_507_and_shows_its_use() {
         }
     }
     let refused = refused.expect("the budget was reached");
-    assert_eq!(accepted, 3, "three 300 KiB deliveries fit in 1 MiB, a fourth does not");
+    assert_eq!(
+        accepted, 3,
+        "three 300 KiB deliveries fit in 1 MiB, a fourth does not"
+    );
     let e = refused.json();
     assert_eq!(e["error"], "storage_budget_exceeded");
     assert_eq!(e["budget_bytes"], budget);
@@ -134,7 +141,10 @@ fn a_trigger_at_its_storage_budget_answers_507_and_shows_its_use() {
 fn bulk_replay_with_a_key_answers_the_first_result_and_never_replays_replays() {
     let id = github(json!({}));
     for n in 0..3 {
-        assert_eq!(signed(&id, &unique("orig"), format!(r#"{{"n":{n}}}"#).as_bytes()).status, 200);
+        assert_eq!(
+            signed(&id, &unique("orig"), format!(r#"{{"n":{n}}}"#).as_bytes()).status,
+            200
+        );
     }
     let path = format!("/api/triggers/{id}/replay");
     let auth = format!("Bearer {}", shared().admin_token);
@@ -176,7 +186,10 @@ fn bulk_replay_with_a_key_answers_the_first_result_and_never_replays_replays() {
         .map(|r| &r["replayed_from"])
         .collect();
     for r in fresh["replayed"].as_array().expect("replayed") {
-        assert!(originals.contains(&&r["replayed_from"]), "replayed a replay: {r}");
+        assert!(
+            originals.contains(&&r["replayed_from"]),
+            "replayed a replay: {r}"
+        );
     }
 
     // Asked for, replays are included: 3 originals and 6 replays.
@@ -212,7 +225,10 @@ fn the_operators_dedupe_key_wins_over_the_clients_idempotency_key() {
     assert_eq!(first["duplicate"], false);
     // Same client header, different signed key: a new delivery.
     let second = send(&format!(r#"{{"id":"{b}"}}"#), "client-key");
-    assert_eq!(second["duplicate"], false, "the unsigned header must not collapse it");
+    assert_eq!(
+        second["duplicate"], false,
+        "the unsigned header must not collapse it"
+    );
     // Same signed key, other client header: a duplicate.
     let third = send(&format!(r#"{{"id":"{a}"}}"#), "another-key");
     assert_eq!(third["duplicate"], true);
@@ -237,12 +253,22 @@ fn stored_signatures_are_redacted_everywhere_and_never_forwarded() {
     });
     let stored = d["headers"]["x-hub-signature-256"].as_str().expect("kept");
     assert!(stored.starts_with("sha256=[redacted fp="), "{stored}");
-    assert!(!d.to_string().contains(&hex_part), "the signature leaks in the API");
+    assert!(
+        !d.to_string().contains(&hex_part),
+        "the signature leaks in the API"
+    );
     let feed = shared().all_changes(&id);
-    assert!(!Value::Array(feed).to_string().contains(&hex_part), "… or in the change feed");
+    assert!(
+        !Value::Array(feed).to_string().contains(&hex_part),
+        "… or in the change feed"
+    );
     let calls = capture.received(&path);
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].header("x-hub-signature-256"), None, "never forwarded");
+    assert_eq!(
+        calls[0].header("x-hub-signature-256"),
+        None,
+        "never forwarded"
+    );
 
     // A stored, redacted value is useless to forge a delivery with.
     let forged = shared().hook(
@@ -258,7 +284,11 @@ fn stored_signatures_are_redacted_everywhere_and_never_forwarded() {
 
 #[test]
 fn short_secrets_are_refused() {
-    for (provider, secret) in [("github", "short"), ("gitlab", "0123456789abcde"), ("standard", "whsec_AAAA")] {
+    for (provider, secret) in [
+        ("github", "short"),
+        ("gitlab", "0123456789abcde"),
+        ("standard", "whsec_AAAA"),
+    ] {
         let r = shared().admin(
             "POST",
             "/api/triggers",
@@ -272,36 +302,29 @@ fn short_secrets_are_refused() {
 #[test]
 fn a_claim_moves_the_change_sequence() {
     let capture = Capture::start();
-    for _ in 0..3 {
-        let path = format!("/slow/4000/{}", unique("claim"));
-        let id = github(json!({"target_url": capture.url(&path), "target_timeout_seconds": 20}));
-        let r = signed(&id, &unique("c"), b"{}");
-        assert_eq!(r.status, 200);
-        let feed = shared().admin("GET", &format!("/api/triggers/{id}/changes?after=0"), None).json();
-        let change = &feed["changes"][0]["delivery"];
-        if change["run"]["attempts"] != 0 {
-            // The claim won the race with this read; try again.
-            continue;
-        }
-        let after = feed["next_after"].as_i64().expect("next_after");
-        capture.wait_for(&path, 1, Duration::from_secs(30));
-        let later = shared()
-            .admin("GET", &format!("/api/triggers/{id}/changes?after={after}"), None)
-            .json();
-        let changes = later["changes"].as_array().expect("changes");
-        assert_eq!(changes.len(), 1, "the claim is a change: {later}");
-        assert_eq!(changes[0]["delivery"]["run"]["attempts"], 1);
-        assert_eq!(changes[0]["delivery"]["status"], "queued", "still in flight");
-        return;
-    }
-    panic!("the claim always came before the first read");
+    let path = format!("/slow/4000/{}", unique("claim"));
+    let id = github(json!({"target_url": capture.url(&path), "target_timeout_seconds": 20}));
+    let r = signed(&id, &unique("c"), b"{}");
+    assert_eq!(r.status, 200);
+    // The attempt is in flight (the target holds it 4 s): claimed, not
+    // reported. The ingest was change 1 of this fresh trigger; the claim,
+    // which set `attempts`, must be change 2, or the backfill never sees it.
+    capture.wait_for(&path, 1, Duration::from_secs(30));
+    let feed = shared()
+        .admin("GET", &format!("/api/triggers/{id}/changes?after=0"), None)
+        .json();
+    let change = &feed["changes"][0];
+    assert_eq!(change["status"], "queued", "still in flight: {feed}");
+    assert_eq!(change["run"]["attempts"], 1);
+    assert_eq!(change["seq"], 2, "the claim is a change of its own: {feed}");
 }
 
 #[test]
 fn concurrent_ten_mib_bodies_leave_the_isolate_up() {
     let capture = Capture::start();
     let path = format!("/ok/{}", unique("big"));
-    let big_id = github(json!({"target_url": capture.url(&path), "max_body_bytes": 10 * 1024 * 1024}));
+    let big_id =
+        github(json!({"target_url": capture.url(&path), "max_body_bytes": 10 * 1024 * 1024}));
     let small_id = github(json!({}));
     let n = 6;
     let barrier = Arc::new(Barrier::new(2 * n));
@@ -309,9 +332,9 @@ fn concurrent_ten_mib_bodies_leave_the_isolate_up() {
         .map(|i| {
             let (big_id, small_id, barrier) = (big_id.clone(), small_id.clone(), barrier.clone());
             std::thread::spawn(move || {
-                // `{"i":NNNN,"p":"…"}` of exactly 10 MiB.
+                // `{"i":   N,"p":"…"}` of exactly 10 MiB.
                 let pad = "x".repeat(10 * 1024 * 1024 - 17);
-                let body = format!(r#"{{"i":{i:04},"p":"{pad}"}}"#);
+                let body = format!(r#"{{"i":{i:>4},"p":"{pad}"}}"#);
                 assert_eq!(body.len(), 10 * 1024 * 1024);
                 let body = body.as_bytes();
                 barrier.wait();
@@ -319,17 +342,33 @@ fn concurrent_ten_mib_bodies_leave_the_isolate_up() {
                     // Exactly 10 MiB to a trigger that allows it.
                     signed(&big_id, &unique("big"), body).status
                 } else {
-                    // 10 MiB to a trigger whose limit is 1 MiB.
-                    signed(&small_id, &unique("small"), body).status
+                    // 10 MiB to a trigger whose limit is 1 MiB. The runtime
+                    // answers 413 as soon as it sees the Content-Length and
+                    // closes, so the client may see its upload reset instead.
+                    let agent = ureq::AgentBuilder::new().build();
+                    let url = format!("{}/hooks/{small_id}", shared().base);
+                    let sig = github_signature(SECRET, body);
+                    match try_post(&agent, &url, &[("x-hub-signature-256", &sig)], body) {
+                        Ok((status, _)) => status,
+                        Err(e) if e.contains("reset") || e.contains("Broken pipe") => 413,
+                        Err(e) => panic!("{e}"),
+                    }
                 }
             })
         })
         .collect();
-    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let statuses: Vec<u16> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
     // The padded bodies are valid JSON only when whole: a 200 proves the
     // body arrived intact through the stream.
     assert_eq!(&statuses[..n], vec![200; n].as_slice(), "{statuses:?}");
     assert_eq!(&statuses[n..], vec![413; n].as_slice(), "{statuses:?}");
+    assert!(
+        shared().all_changes(&small_id).is_empty(),
+        "nothing over the limit is stored"
+    );
     let calls = capture.wait_for(&path, n, Duration::from_secs(120));
     assert!(calls.iter().all(|c| c.body.len() == 10 * 1024 * 1024));
     // The isolate is up and answers at once.
@@ -337,8 +376,14 @@ fn concurrent_ten_mib_bodies_leave_the_isolate_up() {
     assert_eq!(h.status, 200);
     assert_eq!(signed(&small_id, &unique("after"), b"{}").status, 200);
     let log = shared().log();
-    assert!(!log.contains("restarted mid-request"), "the isolate restarted");
-    assert!(!log.contains("Uncaught"), "an uncaught error in the runtime");
+    assert!(
+        !log.contains("restarted mid-request"),
+        "the isolate restarted"
+    );
+    assert!(
+        !log.contains("Uncaught"),
+        "an uncaught error in the runtime"
+    );
 }
 
 /// One delivery of each of three providers, `copies` times at once.
@@ -349,7 +394,11 @@ fn a_storm_of_copies_makes_one_delivery_one_run_one_call_per_provider() {
     let std_key = format!("whsec_{}", b64(b"storm-standard-key-0123456789"));
     let stripe_secret = "whsec_storm_stripe_secret_0123";
     let mut cases = Vec::new();
-    for (provider, secret) in [("github", SECRET), ("stripe", stripe_secret), ("standard", std_key.as_str())] {
+    for (provider, secret) in [
+        ("github", SECRET),
+        ("stripe", stripe_secret),
+        ("standard", std_key.as_str()),
+    ] {
         let path = format!("/ok/{}", unique(provider));
         let t = shared().create_trigger(json!({
             "name": unique("storm"), "provider": provider, "signing_secret": secret,
@@ -364,7 +413,10 @@ fn a_storm_of_copies_makes_one_delivery_one_run_one_call_per_provider() {
                 let body = br#"{"storm":true}"#.to_vec();
                 (
                     vec![
-                        ("x-hub-signature-256".into(), github_signature(SECRET, &body)),
+                        (
+                            "x-hub-signature-256".into(),
+                            github_signature(SECRET, &body),
+                        ),
                         ("x-github-delivery".into(), key.clone()),
                         ("x-github-event".into(), "push".into()),
                     ],
@@ -373,8 +425,17 @@ fn a_storm_of_copies_makes_one_delivery_one_run_one_call_per_provider() {
             }
             "stripe" => {
                 let body = format!(r#"{{"id":"{key}","type":"charge.succeeded"}}"#).into_bytes();
-                let mac = hmac_sha256(stripe_secret.as_bytes(), &[format!("{ts}.").as_bytes(), &body]);
-                (vec![("stripe-signature".into(), format!("t={ts},v1={}", hex(&mac)))], body)
+                let mac = hmac_sha256(
+                    stripe_secret.as_bytes(),
+                    &[format!("{ts}.").as_bytes(), &body],
+                );
+                (
+                    vec![(
+                        "stripe-signature".into(),
+                        format!("t={ts},v1={}", hex(&mac)),
+                    )],
+                    body,
+                )
             }
             _ => {
                 let body = br#"{"type":"storm"}"#.to_vec();
@@ -404,8 +465,10 @@ fn a_storm_of_copies_makes_one_delivery_one_run_one_call_per_provider() {
                 let mut n = t;
                 while n < copies * cases.len() {
                     let (id, _, headers, body) = &cases[n % cases.len()];
-                    let mut h: Vec<(&str, &str)> =
-                        headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                    let mut h: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(a, b)| (a.as_str(), b.as_str()))
+                        .collect();
                     h.push(("content-type", "application/json"));
                     let r = shared().hook(id, &h, body);
                     assert_eq!(r.status, 200, "{}", r.body);
@@ -428,10 +491,15 @@ fn a_storm_of_copies_makes_one_delivery_one_run_one_call_per_provider() {
         let firsts: Vec<&Value> = answers.iter().filter(|a| a["duplicate"] == false).collect();
         assert_eq!(firsts.len(), 1, "exactly one copy is new");
         let first = firsts[0];
-        assert!(answers.iter().all(|a| a["delivery_id"] == first["delivery_id"] && a["run_id"] == first["run_id"]));
-        let d = shared().wait_delivery(id, first["delivery_id"].as_str().expect("id"), Duration::from_secs(60), |d| {
-            d["status"] == "delivered"
-        });
+        assert!(answers
+            .iter()
+            .all(|a| a["delivery_id"] == first["delivery_id"] && a["run_id"] == first["run_id"]));
+        let d = shared().wait_delivery(
+            id,
+            first["delivery_id"].as_str().expect("id"),
+            Duration::from_secs(60),
+            |d| d["status"] == "delivered",
+        );
         assert_eq!(d["attempt_count"], copies as u64);
         assert_eq!(d["run"]["attempts"], 1);
         assert_eq!(shared().all_changes(id).len(), 1, "one delivery stored");

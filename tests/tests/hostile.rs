@@ -43,7 +43,10 @@ fn case(
 /// Checks one answer: an expected status, JSON with an `error` for a 4xx.
 fn check(name: &str, status: u16, content_type: Option<&str>, body: &str, expect: &[u16]) {
     assert!(status < 500, "{name}: answered {status}: {body}");
-    assert!(expect.contains(&status), "{name}: expected {expect:?}, got {status}: {body}");
+    assert!(
+        expect.contains(&status),
+        "{name}: expected {expect:?}, got {status}: {body}"
+    );
     if (400..500).contains(&status) && !body.is_empty() {
         assert!(
             content_type.is_some_and(|c| c.starts_with("application/json")),
@@ -63,19 +66,27 @@ fn nested(depth: usize) -> Vec<u8> {
 #[test]
 fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
     let edge = shared();
-    let gh = edge.create_trigger(json!({"name": "hostile", "provider": "github", "signing_secret": SECRET}));
+    let gh = edge
+        .create_trigger(json!({"name": "hostile", "provider": "github", "signing_secret": SECRET}));
     let gh = gh["id"].as_str().expect("id").to_string();
-    let stripe = edge.create_trigger(json!({"name": "hs", "provider": "stripe", "signing_secret": STRIPE_SECRET}));
+    let stripe = edge.create_trigger(
+        json!({"name": "hs", "provider": "stripe", "signing_secret": STRIPE_SECRET}),
+    );
     let stripe = stripe["id"].as_str().expect("id").to_string();
-    let slack = edge.create_trigger(json!({"name": "hl", "provider": "slack", "signing_secret": SLACK_SECRET}));
+    let slack = edge
+        .create_trigger(json!({"name": "hl", "provider": "slack", "signing_secret": SLACK_SECRET}));
     let slack = slack["id"].as_str().expect("id").to_string();
     let std_key = format!("whsec_{}", b64(b"hostile-standard-key-012345"));
-    let standard = edge.create_trigger(json!({"name": "hw", "provider": "standard", "signing_secret": std_key}));
+    let standard = edge
+        .create_trigger(json!({"name": "hw", "provider": "standard", "signing_secret": std_key}));
     let standard = standard["id"].as_str().expect("id").to_string();
     let hook = format!("/hooks/{gh}");
     let api = format!("/api/triggers/{gh}");
     let auth = format!("Bearer {}", edge.admin_token);
-    let a: &[(&str, &str)] = &[("authorization", &auth), ("content-type", "application/json")];
+    let a: &[(&str, &str)] = &[
+        ("authorization", &auth),
+        ("content-type", "application/json"),
+    ];
 
     let sig = |body: &[u8]| github_signature(SECRET, body);
     let json_body = br#"{"ok":1}"#;
@@ -190,15 +201,29 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
         "Idempotency-Key of 300 characters",
         "POST",
         format!("{api}/replay"),
-        &[("authorization", &auth), ("content-type", "application/json"), ("idempotency-key", &long_key)],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("idempotency-key", &long_key),
+        ],
         Some(br#"{"limit":1}"#),
         &[400],
     ));
 
     for c in &cases {
-        let headers: Vec<(&str, &str)> = c.headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let headers: Vec<(&str, &str)> = c
+            .headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let r = edge.request(c.method, &c.path, &headers, c.body.as_deref());
-        check(c.name, r.status, r.header("content-type"), &r.body, c.expect);
+        check(
+            c.name,
+            r.status,
+            r.header("content-type"),
+            &r.body,
+            c.expect,
+        );
     }
 
     // What no client library sends, over a raw connection.
@@ -246,7 +271,10 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
         // A server may close a malformed request without an answer; it must
         // never answer it with a 5xx other than "not implemented".
         if let Some((status, body)) = answer {
-            assert!(expect.contains(&status), "{name}: expected {expect:?}, got {status}: {body}");
+            assert!(
+                expect.contains(&status),
+                "{name}: expected {expect:?}, got {status}: {body}"
+            );
         }
     }
 
@@ -254,8 +282,19 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
     let h = edge.request("GET", "/healthz", &[], None);
     assert_eq!(h.status, 200);
     let key = unique("after-hostile");
-    let r = edge.hook(&gh, &[("x-hub-signature-256", &good_sig), ("x-github-delivery", &key)], json_body);
+    let r = edge.hook(
+        &gh,
+        &[
+            ("x-hub-signature-256", &good_sig),
+            ("x-github-delivery", &key),
+        ],
+        json_body,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(!edge.log().contains("panicked"), "a panic in the Worker");
-    println!("hostile input: {} requests through the client, {} raw", cases.len(), raw_cases.len());
+    println!(
+        "hostile input: {} requests through the client, {} raw",
+        cases.len(),
+        raw_cases.len()
+    );
 }

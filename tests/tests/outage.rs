@@ -16,7 +16,10 @@ fn send(edge: &Edge, id: &str) -> Value {
     let sig = github_signature(SECRET, body);
     let r = edge.hook(
         id,
-        &[("x-hub-signature-256", &sig), ("x-github-delivery", &unique("o"))],
+        &[
+            ("x-hub-signature-256", &sig),
+            ("x-github-delivery", &unique("o")),
+        ],
         body,
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -41,7 +44,10 @@ fn a_consumer_outage_re_sends_each_run_a_bounded_number_of_times() {
     let bound = u64::from(max_resends_within(started.elapsed().as_secs() as i64 + 1));
     // Before spacing, every alarm (one a second) re-sent the run.
     assert!(resends >= 2, "the alarm re-sends a run nobody claims: {d}");
-    assert!(resends <= bound, "{resends} re-sends in {watch:?}, bound {bound}");
+    assert!(
+        resends <= bound,
+        "{resends} re-sends in {watch:?}, bound {bound}"
+    );
     assert_eq!(d["status"], "queued", "nothing is lost: the run waits");
     assert!(capture.received("/ok/outage").is_empty());
     println!(
@@ -68,9 +74,12 @@ fn a_target_that_comes_back_gets_every_run_once() {
     std::thread::sleep(Duration::from_secs(scaled(20, 180) as u64));
     let capture = Capture::start_on(port);
     for a in &runs {
-        let d = edge.wait_delivery(id, a["delivery_id"].as_str().expect("id"), Duration::from_secs(600), |d| {
-            d["status"] == "delivered"
-        });
+        let d = edge.wait_delivery(
+            id,
+            a["delivery_id"].as_str().expect("id"),
+            Duration::from_secs(600),
+            |d| d["status"] == "delivered",
+        );
         let attempts = d["run"]["attempts"].as_u64().expect("attempts");
         assert!(attempts >= 3, "retried while down: {d}");
     }
@@ -78,7 +87,9 @@ fn a_target_that_comes_back_gets_every_run_once() {
     let calls = capture.received(path);
     assert_eq!(calls.len(), runs.len(), "each run reached the target once");
     for a in &runs {
-        assert!(calls.iter().any(|c| c.header("webhook-id") == a["run_id"].as_str()));
+        assert!(calls
+            .iter()
+            .any(|c| c.header("webhook-id") == a["run_id"].as_str()));
     }
 }
 
@@ -99,10 +110,15 @@ fn a_target_that_never_comes_back_fails_the_run_and_the_feed_agrees() {
     });
     assert_eq!(d["run"]["status"], "failed");
     assert_eq!(d["run"]["attempts"], 3);
-    assert!(d["run"]["last_error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(d["run"]["last_error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
     let feed = edge.all_changes(id);
     assert_eq!(feed.len(), 1);
-    let f = &feed[0]["delivery"];
+    let f = &feed[0];
     assert_eq!(f["status"], d["status"]);
-    assert_eq!(f["run"], d["run"], "the change feed shows the ledger's final state");
+    assert_eq!(
+        f["run"], d["run"],
+        "the change feed shows the ledger's final state"
+    );
 }

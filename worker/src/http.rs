@@ -4,6 +4,8 @@ use edgehook_core::HeaderList;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use worker::wasm_bindgen::closure::Closure;
+use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
@@ -40,11 +42,63 @@ pub fn check_declared_length(req: &Request, limit: u64) -> ApiResult<()> {
     Ok(())
 }
 
+thread_local! {
+    /// A rejection handler that does nothing, made once per isolate.
+    static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
+}
+
+/// Marks a promise's rejection as handled and returns it. Stream promises
+/// (a pending write, a close, an abort, a cancel) reject once the other side
+/// is gone; a future awaiting one may already be dropped, and an unhandled
+/// rejection is logged as an uncaught error.
+pub fn handled(promise: worker::js_sys::Promise) -> worker::js_sys::Promise {
+    IGNORE.with(|ignore| {
+        let _ = promise.catch(ignore);
+    });
+    promise
+}
+
 /// Reads the whole body, refusing more than `limit` bytes as it streams, so a
 /// body without `Content-Length` cannot exhaust memory.
 pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
     check_declared_length(req, limit)?;
+    read_body(req, limit, Overflow::Refuse, false).await
+}
+
+/// As [`read_body_limited`], but a body over `limit` is read to its end and
+/// dropped, chunk by chunk, before the 413 (memory stays at one chunk). A
+/// Trigger object reads what the edge streams to it this way: an object that
+/// answered without reading its body makes the runtime fail the edge's
+/// stream outside any handler ("Network connection lost"). The edge stops at
+/// its hard limit, so the drain ends.
+pub async fn read_body_or_drain(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
+    let declared_over = check_declared_length(req, limit).is_err();
+    read_body(req, limit, Overflow::Drain, declared_over).await
+}
+
+/// Reads a request body that will not be used to its end and drops it; see
+/// [`read_body_or_drain`].
+pub async fn drain_body(req: &mut Request) {
+    let _ = read_body(req, 0, Overflow::Drain, true).await;
+}
+
+/// What [`read_body`] does with a body over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overflow {
+    /// Stop reading and answer 413.
+    Refuse,
+    /// Read the rest and drop it, then answer 413.
+    Drain,
+}
+
+async fn read_body(
+    req: &mut Request,
+    limit: u64,
+    overflow: Overflow,
+    already_over: bool,
+) -> ApiResult<Vec<u8>> {
     let mut out = Vec::new();
+    let mut over = already_over;
     let mut stream = match req.stream() {
         Ok(s) => s,
         // No body at all.
@@ -54,10 +108,21 @@ pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u
         // A body that fails mid-stream was cut off by its sender (or by
         // the edge, past its hard limit): a client error, not ours.
         let chunk = chunk.map_err(|_| ApiError::bad_request("the request body ended early"))?;
+        if over {
+            continue;
+        }
         if (out.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+            if overflow == Overflow::Refuse {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            over = true;
+            out = Vec::new();
+            continue;
         }
         out.extend_from_slice(&chunk);
+    }
+    if over {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     Ok(out)
 }

@@ -187,16 +187,16 @@ pub async fn call_with_streamed_body(
         if let Some(mut source) = source {
             while let Some(chunk) = source.next().await {
                 let Ok(chunk) = chunk else {
-                    let _ = writer.abort();
+                    let _ = crate::http::handled(writer.abort());
                     return Pumped::Aborted;
                 };
                 sent += chunk.len() as u64;
                 if sent > hard_limit {
-                    let _ = writer.abort();
+                    let _ = crate::http::handled(writer.abort());
                     return Pumped::TooLarge;
                 }
                 let bytes = js_sys::Uint8Array::from(chunk.as_slice());
-                if JsFuture::from(writer.write_with_chunk(&bytes))
+                if JsFuture::from(crate::http::handled(writer.write_with_chunk(&bytes)))
                     .await
                     .is_err()
                 {
@@ -205,14 +205,14 @@ pub async fn call_with_streamed_body(
                 }
             }
         }
-        let _ = JsFuture::from(writer.close()).await;
+        let _ = JsFuture::from(crate::http::handled(writer.close())).await;
         Pumped::Complete
     });
     let response = match select(call, pump).await {
         Either::Left((response, _pump)) => {
             // Answered before the whole body was needed: stop reading the
             // client and end the object's side of the stream.
-            let _ = writer.abort();
+            let _ = crate::http::handled(writer.abort());
             response
         }
         Either::Right((Pumped::TooLarge, _call)) => {

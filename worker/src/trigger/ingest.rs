@@ -28,12 +28,13 @@ impl Trigger {
                 .borrow_mut()
                 .admit(&ip, cfg.trigger_rate(), cfg.ip_rate(), received_at);
         if let Err((scope, retry_after)) = admitted {
+            http::drain_body(&mut req).await;
             return Err(ApiError::RateLimited {
                 scope: scope.as_str(),
                 retry_after,
             });
         }
-        let body = http::read_body_limited(&mut req, cfg.max_body_bytes).await?;
+        let body = http::read_body_or_drain(&mut req, cfg.max_body_bytes).await?;
         let rand_delivery = random::<10>()?;
         let rand_run = random::<10>()?;
 
