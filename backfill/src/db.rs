@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_redact_signatures.sql",
         include_str!("../../migrations/0002_redact_signatures.sql"),
     ),
+    (
+        "0003_body_truncated.sql",
+        include_str!("../../migrations/0003_body_truncated.sql"),
+    ),
 ];
 
 /// Serializes concurrent backfills' migrations (`pg_advisory_xact_lock`).
@@ -245,7 +249,10 @@ pub async fn apply_page(
         d.replayed_from.push(dl.replayed_from.clone());
         d.reasons.push(dl.reason.clone());
         d.received.push(dl.received_at.clone());
-        d.body_bytes.push(body.len().min(i32::MAX as usize) as i32);
+        // The size received; for a rejected delivery the stored body may be
+        // only its first 4 KiB (`body_truncated`).
+        d.body_bytes.push(dl.body_bytes.min(i32::MAX as u64) as i32);
+        d.truncated.push(dl.body_truncated);
         d.bodies.push(body);
         d.headers.push(
             serde_json::to_value(dl.headers.clone().unwrap_or_default()).context("headers json")?,
@@ -274,22 +281,23 @@ pub async fn apply_page(
         .execute(
             "INSERT INTO deliveries (trigger_id, delivery_id, seq, status, dedupe_key, attempt_count,
                 signature_status, matched_secret, event_type, replayed_from, reason, received_at,
-                raw_body, body_bytes, headers, run_id)
+                raw_body, body_bytes, headers, run_id, body_truncated)
              SELECT $1, t.id, t.seq, t.status, t.dedupe_key, t.attempt_count, t.signature_status,
                 t.matched, t.event_type, t.replayed_from, t.reason, t.received_at::timestamptz,
-                t.body, t.body_bytes, t.headers, t.run_id
+                t.body, t.body_bytes, t.headers, t.run_id, t.truncated
              FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::int4[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[],
-                         $14::int4[], $15::jsonb[], $16::text[])
+                         $14::int4[], $15::jsonb[], $16::text[], $17::bool[])
                   AS t(id, seq, status, dedupe_key, attempt_count, signature_status, matched, event_type,
-                       replayed_from, reason, received_at, body, body_bytes, headers, run_id)
+                       replayed_from, reason, received_at, body, body_bytes, headers, run_id, truncated)
              ON CONFLICT (trigger_id, delivery_id) DO UPDATE SET
                 seq = EXCLUDED.seq, status = EXCLUDED.status, dedupe_key = EXCLUDED.dedupe_key,
                 attempt_count = EXCLUDED.attempt_count, signature_status = EXCLUDED.signature_status,
                 matched_secret = EXCLUDED.matched_secret, event_type = EXCLUDED.event_type,
                 replayed_from = EXCLUDED.replayed_from, reason = EXCLUDED.reason,
                 received_at = EXCLUDED.received_at, raw_body = EXCLUDED.raw_body,
-                body_bytes = EXCLUDED.body_bytes, headers = EXCLUDED.headers, run_id = EXCLUDED.run_id
+                body_bytes = EXCLUDED.body_bytes, headers = EXCLUDED.headers, run_id = EXCLUDED.run_id,
+                body_truncated = EXCLUDED.body_truncated
              WHERE deliveries.seq < EXCLUDED.seq",
             &[
                 &trigger_id,
@@ -308,6 +316,7 @@ pub async fn apply_page(
                 &d.body_bytes,
                 &d.headers,
                 &d.run_ids,
+                &d.truncated,
             ],
         )
         .await
@@ -377,6 +386,7 @@ struct Deliveries {
     body_bytes: Vec<i32>,
     headers: Vec<serde_json::Value>,
     run_ids: Vec<Option<String>>,
+    truncated: Vec<bool>,
 }
 
 #[derive(Default)]

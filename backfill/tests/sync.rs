@@ -206,7 +206,7 @@ fn a_first_sync_matches_the_api_row_for_row_and_a_second_changes_nothing() {
         .query_one("SELECT count(*) FROM edgehook_migrations", &[])
         .expect("migrations")
         .get(0);
-    assert_eq!(migrations, 1);
+    assert_eq!(migrations, backfill_migrations());
 
     // Second run: nothing to write, and no row is even rewritten (same xmin).
     let xmins = |c: &mut postgres::Client| -> Vec<String> {
@@ -453,7 +453,7 @@ fn two_backfills_at_once_migrate_once_and_agree() {
         .query_one("SELECT count(*) FROM edgehook_migrations", &[])
         .expect("count")
         .get(0);
-    assert_eq!(migrations, 1);
+    assert_eq!(migrations, backfill_migrations());
     assert_eq!(normalise(rows(&url, &t)), normalise(api_rows(&t)));
 }
 
@@ -528,4 +528,145 @@ fn failures_are_clear_and_exit_non_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_trigger_that_fails_is_reported_and_the_others_still_sync() {
+    let good = trigger(json!({}));
+    let bad = trigger(json!({}));
+    let url = Pg::shared().fresh_database();
+    ok(&backfill(&url, &[&good], &[]));
+    // The database refuses every row of one trigger: a permanent error of
+    // that trigger alone.
+    db(&url)
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON deliveries FOR EACH ROW
+             WHEN (NEW.trigger_id = '{bad}') EXECUTE FUNCTION refuse();"
+        ))
+        .expect("install the refusal");
+    for _ in 0..3 {
+        assert_eq!(send(&good, &unique("g"), b"{}", SECRET).status, 200);
+        assert_eq!(send(&bad, &unique("b"), b"{}", SECRET).status, 200);
+    }
+    settle(&good);
+    settle(&bad);
+    // `bad` is first in the list: its failure must not stop `good`.
+    let out = backfill(&url, &[&bad, &good], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains(&format!("trigger {bad} failed")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 trigger(s) could not be synced"),
+        "{stderr}"
+    );
+    assert_eq!(normalise(rows(&url, &good)), normalise(api_rows(&good)));
+    assert!(rows(&url, &bad).is_empty());
+
+    // Once the cause is gone, the next run syncs it and exits 0.
+    db(&url)
+        .batch_execute("DROP TRIGGER refuse ON deliveries")
+        .expect("drop");
+    ok(&backfill(&url, &[&bad, &good], &[]));
+    assert_eq!(normalise(rows(&url, &bad)), normalise(api_rows(&bad)));
+}
+
+#[test]
+fn a_trigger_row_never_goes_backwards() {
+    let t = trigger(json!({}));
+    let url = Pg::shared().fresh_database();
+    ok(&backfill(&url, &[&t], &[]));
+    let mut c = db(&url);
+    // A newer version than the edge's (as a concurrent backfill that listed
+    // the trigger after a change would have written).
+    c.execute(
+        "UPDATE triggers SET name = 'newer', updated_at = updated_at + interval '2 seconds'
+         WHERE trigger_id = $1",
+        &[&t],
+    )
+    .expect("update");
+    ok(&backfill(&url, &[&t], &[]));
+    let name: String = c
+        .query_one("SELECT name FROM triggers WHERE trigger_id = $1", &[&t])
+        .expect("row")
+        .get(0);
+    assert_eq!(name, "newer", "an older view overwrote a newer row");
+
+    // A change made on the edge after that is newer, and lands.
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = shared().admin(
+        "PATCH",
+        &format!("/api/triggers/{t}"),
+        Some(&json!({"name": "patched"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    ok(&backfill(&url, &[&t], &[]));
+    let name: String = c
+        .query_one("SELECT name FROM triggers WHERE trigger_id = $1", &[&t])
+        .expect("row")
+        .get(0);
+    assert_eq!(name, "patched");
+}
+
+#[test]
+fn signatures_stored_before_redaction_are_redacted_by_the_migration() {
+    let t = trigger(json!({}));
+    let url = Pg::shared().fresh_database();
+    ok(&backfill(&url, &[&t], &[]));
+    let mut c = db(&url);
+    let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let standard = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    // A row as an older backfill stored it, and the migration not yet run.
+    c.batch_execute(&format!(
+        "INSERT INTO deliveries (trigger_id, delivery_id, seq, status, attempt_count, signature_status,
+            received_at, raw_body, body_bytes, headers)
+         VALUES ('{t}', 'dlv_old', 0, 'delivered', 1, 'valid', now(), '\\x7b7d', 2,
+            '{{\"x-hub-signature-256\": \"{sig}\", \"webhook-signature\": \"{standard}\", \"x-github-event\": \"push\"}}');
+         DELETE FROM edgehook_migrations WHERE name = '0002_redact_signatures.sql';"
+    ))
+    .expect("seed an old row");
+    ok(&backfill(&url, &[&t], &[]));
+    let headers: Value = c
+        .query_one(
+            "SELECT headers::text FROM deliveries WHERE delivery_id = 'dlv_old'",
+            &[],
+        )
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).expect("json"))
+        .expect("row");
+    // The same value the edge stores for the same signature.
+    use edgehook_core::headers::redact_signature;
+    assert_eq!(
+        headers["x-hub-signature-256"],
+        redact_signature(sig).as_str()
+    );
+    assert_eq!(
+        headers["webhook-signature"],
+        redact_signature(standard).as_str()
+    );
+    assert_eq!(headers["x-github-event"], "push");
+    // Running it again changes nothing.
+    c.batch_execute("DELETE FROM edgehook_migrations WHERE name = '0002_redact_signatures.sql'")
+        .expect("forget");
+    ok(&backfill(&url, &[&t], &[]));
+    let again: String = c
+        .query_one(
+            "SELECT headers->>'x-hub-signature-256' FROM deliveries WHERE delivery_id = 'dlv_old'",
+            &[],
+        )
+        .expect("row")
+        .get(0);
+    assert_eq!(again, redact_signature(sig));
+}
+
+/// How many migration files the backfill applies.
+fn backfill_migrations() -> i64 {
+    std::fs::read_dir(root().join("migrations"))
+        .expect("migrations dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sql"))
+        .count() as i64
 }

@@ -20,6 +20,7 @@ pub mod id;
 pub mod ingest;
 pub mod limit;
 pub mod provider;
+pub mod query;
 pub mod run;
 pub mod secret;
 pub mod time;

@@ -135,7 +135,6 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
         case("OPTIONS on ingress", "OPTIONS", &hook, &[], None, &[405]),
         case("very long id", "POST", &long_id, &[], Some(b"{}"), &[404]),
         case("traversal-shaped id", "POST", "/hooks/..%2F..%2Fapi%2Ftriggers", &[], Some(b"{}"), &[404]),
-        case("traversal segments", "POST", "/hooks/trg_x/../../api/triggers", &[], Some(b"{}"), &[401, 404, 405]),
         case("unicode id", "POST", "/hooks/trg_%F0%9F%92%A5", &[], Some(b"{}"), &[404]),
         case("SQL id", "POST", "/hooks/trg_'%20OR%201=1--", &[], Some(b"{}"), &[404]),
         case("empty id", "POST", "/hooks/", &[], Some(b"{}"), &[404]),

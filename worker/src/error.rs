@@ -178,5 +178,15 @@ impl From<edgehook_core::ConfigError> for ApiError {
     }
 }
 
+impl From<edgehook_core::query::QueryError> for ApiError {
+    fn from(err: edgehook_core::query::QueryError) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_request",
+            message: err.message,
+            field: Some(err.field),
+        }
+    }
+}
+
 /// A request handler's result.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -169,11 +169,12 @@ pub fn header_list(headers: &Headers) -> HeaderList {
     )
 }
 
-/// A query parameter.
+/// A query parameter; `None` when absent or empty.
 pub fn query_param(url: &worker::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Current time from the runtime clock. Only adapters read it; the core takes

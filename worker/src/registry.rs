@@ -8,6 +8,7 @@
 //! can mark their rows. Listing is oldest first, paged by `(created_at, id)`.
 
 use edgehook_core::api::TriggerView;
+use edgehook_core::query;
 use serde::Deserialize;
 use serde_json::json;
 use worker::{durable_object, Env, Method, Request, Response, SqlStorageValue as V, State};
@@ -41,16 +42,6 @@ struct Row {
     id: String,
     created_at: String,
     view: String,
-}
-
-fn encode_cursor(created_at: &str, id: &str) -> String {
-    edgehook_core::encoding::b64url(format!("{created_at}|{id}").as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Option<(String, String)> {
-    let raw = String::from_utf8(edgehook_core::encoding::b64url_decode(cursor)?).ok()?;
-    let (at, id) = raw.split_once('|')?;
-    Some((at.to_string(), id.to_string()))
 }
 
 impl Registry {
@@ -109,29 +100,15 @@ impl Registry {
             (Method::Get, ["triggers"]) => {
                 let include_deleted =
                     http::query_param(&url, "include_deleted").as_deref() == Some("true");
-                let limit: i64 = match http::query_param(&url, "limit") {
-                    None => 100,
-                    Some(l) => l
-                        .parse()
-                        .ok()
-                        .filter(|l| (1..=1000).contains(l))
-                        .ok_or_else(|| ApiError::BadRequest {
-                            code: "invalid_request",
-                            message: "limit must be between 1 and 1000".into(),
-                            field: Some("limit"),
-                        })?,
-                };
+                let limit = i64::from(query::limit(
+                    http::query_param(&url, "limit").as_deref(),
+                    100,
+                    1000,
+                )?);
                 // Oldest first; the cursor is the last row's (created_at, id).
-                let (after_at, after_id) = match http::query_param(&url, "cursor") {
-                    Some(c) if !c.is_empty() => {
-                        decode_cursor(&c).ok_or_else(|| ApiError::BadRequest {
-                            code: "invalid_request",
-                            message: "cursor is not valid".into(),
-                            field: Some("cursor"),
-                        })?
-                    }
-                    _ => (String::new(), String::new()),
-                };
+                let (after_at, after_id) =
+                    query::trigger_cursor(http::query_param(&url, "cursor").as_deref())?
+                        .unwrap_or_default();
                 let rows: Vec<Row> = self
                     .sql()
                     .exec(
@@ -151,7 +128,8 @@ impl Registry {
                 let more = rows.len() as i64 > limit;
                 let rows: Vec<Row> = rows.into_iter().take(limit as usize).collect();
                 let next = if more {
-                    rows.last().map(|r| encode_cursor(&r.created_at, &r.id))
+                    rows.last()
+                        .map(|r| query::encode_trigger_cursor(&r.created_at, &r.id))
                 } else {
                     None
                 };

@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use edgehook_core::query;
 
 impl Trigger {
     pub(super) async fn create(&self, req: &mut Request) -> ApiResult<Response> {
@@ -121,31 +122,17 @@ impl Trigger {
 
     pub(super) fn list(&self, url: &worker::Url) -> ApiResult<Response> {
         let cfg = self.live_config()?;
-        let status =
-            match http::query_param(url, "status") {
-                Some(s) if !s.is_empty() => Some(DeliveryStatus::parse(&s).ok_or_else(|| {
-                    ApiError::BadRequest {
-                        code: "invalid_request",
-                        message:
-                            "status must be one of queued, delivered, failed, rejected, ignored"
-                                .into(),
-                        field: Some("status"),
-                    }
-                })?),
-                _ => None,
-            };
-        let limit = parse_limit(url, 50, 200)?;
-        let before = match http::query_param(url, "cursor") {
-            Some(c) if !c.is_empty() => Some(decode_cursor(&c)?),
-            _ => None,
-        };
+        let param = |name| http::query_param(url, name);
+        let status = query::status(param("status").as_deref())?;
+        let limit = query::limit(param("limit").as_deref(), 50, 200)?;
+        let before = query::delivery_cursor(param("cursor").as_deref())?;
         let page = self.ledger().list(&cfg.id, status, before, limit + 1)?;
         let more = page.len() > limit as usize;
         let mut deliveries: Vec<_> = page.into_iter().take(limit as usize).collect();
         let next_cursor = if more {
             deliveries
                 .last()
-                .map(|(d, at)| encode_cursor(*at, &d.delivery_id))
+                .map(|(d, at)| query::encode_delivery_cursor(*at, &d.delivery_id))
         } else {
             None
         };
@@ -159,20 +146,8 @@ impl Trigger {
     pub(super) fn changes(&self, url: &worker::Url) -> ApiResult<Response> {
         // The backfill reads a deleted trigger's feed too, to finish its history.
         let cfg = self.config()?.ok_or(ApiError::NotFound("trigger"))?;
-        let after = match http::query_param(url, "after") {
-            Some(a) if !a.is_empty() => {
-                a.parse::<i64>()
-                    .ok()
-                    .filter(|v| *v >= 0)
-                    .ok_or_else(|| ApiError::BadRequest {
-                        code: "invalid_request",
-                        message: "after must be a non-negative integer".into(),
-                        field: Some("after"),
-                    })?
-            }
-            _ => 0,
-        };
-        let limit = parse_limit(url, 100, 1000)?;
+        let after = query::after(http::query_param(url, "after").as_deref())?;
+        let limit = query::limit(http::query_param(url, "limit").as_deref(), 100, 1000)?;
         let (changes, has_more) =
             self.ledger()
                 .changes(&cfg.id, after, limit, CHANGES_MAX_BYTES)?;
@@ -182,35 +157,4 @@ impl Trigger {
             &json!({"changes": changes, "next_after": next_after, "has_more": has_more}),
         ))
     }
-}
-
-pub(super) fn parse_limit(url: &worker::Url, default: u32, max: u32) -> ApiResult<u32> {
-    match http::query_param(url, "limit") {
-        Some(l) if !l.is_empty() => l
-            .parse::<u32>()
-            .ok()
-            .filter(|v| (1..=max).contains(v))
-            .ok_or_else(|| ApiError::BadRequest {
-                code: "invalid_request",
-                message: format!("limit must be between 1 and {max}"),
-                field: Some("limit"),
-            }),
-        _ => Ok(default),
-    }
-}
-
-fn encode_cursor(received_at: i64, id: &str) -> String {
-    edgehook_core::encoding::b64url(format!("{received_at}:{id}").as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::BadRequest {
-        code: "invalid_request",
-        message: "cursor is not valid".into(),
-        field: Some("cursor"),
-    };
-    let raw = edgehook_core::encoding::b64url_decode(cursor).ok_or_else(bad)?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, id.to_string()))
 }

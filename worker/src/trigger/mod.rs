@@ -40,8 +40,6 @@ mod manage;
 mod replay;
 mod runs;
 
-use manage::parse_limit;
-
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, now, random};
 use crate::ledger::{Ledger, NewDelivery, Redaction};
@@ -250,7 +248,11 @@ impl Trigger {
             (Method::Post, ["replay"]) => self.bulk_replay(&mut req).await,
             (Method::Get, ["rejections"]) => {
                 self.live_config()?;
-                let limit = parse_limit(&url, 100, 1000)?;
+                let limit = edgehook_core::query::limit(
+                    http::query_param(&url, "limit").as_deref(),
+                    100,
+                    1000,
+                )?;
                 let windows = self.ledger().rejection_windows(limit)?;
                 Ok(http::json(200, &json!({"windows": windows})))
             }
