@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 eval "$(bash scripts/tools.sh)"
 bash scripts/build-worker.sh
 export EDGEHOOK_SOAK=1
-cargo test --locked -p edgehook-e2e --release \
+cargo test --locked -p edgehook-e2e \
   --test flood --test hardening --test outage --test durability --test hostile \
   -- --test-threads 8 --nocapture 2>&1 | grep -E '^(test |flood:|storm:|crash mid-stream:|consumer outage:|hostile input:|test result)|panicked'

@@ -134,16 +134,24 @@ pub enum Claim {
         /// When the run becomes due.
         at: Timestamp,
     },
+    /// Every attempt was claimed and the last one's lease ended with no
+    /// report (the consumer died while sending, perhaps because of this very
+    /// run): fail it with [`exhaust`] and dead-letter it, rather than grant
+    /// attempts beyond the policy forever.
+    Exhausted,
 }
 
 /// Claims a run for one attempt; on [`Claim::Dispatch`], apply it with
 /// [`apply_claim`].
-pub fn claim(state: &RunState, now: Timestamp, lease_seconds: i64) -> Claim {
+pub fn claim(state: &RunState, now: Timestamp, lease_seconds: i64, max_attempts: u32) -> Claim {
     if state.status.is_final() {
         return Claim::Done;
     }
     if state.lease_until.is_some_and(|l| l > now) {
         return Claim::InFlight;
+    }
+    if state.attempts >= max_attempts {
+        return Claim::Exhausted;
     }
     if state.next_attempt_at > now {
         return Claim::NotYet {
@@ -164,6 +172,17 @@ pub fn apply_claim(state: &RunState, attempt: u32, lease_until: Timestamp) -> Ru
     RunState {
         attempts: attempt,
         lease_until: Some(lease_until),
+        resends: 0,
+        resend_after: None,
+        ..*state
+    }
+}
+
+/// The state of a run failed by [`Claim::Exhausted`].
+pub fn exhaust(state: &RunState) -> RunState {
+    RunState {
+        status: RunStatus::Failed,
+        lease_until: None,
         resends: 0,
         resend_after: None,
         ..*state
@@ -240,8 +259,18 @@ pub fn settle(
     }
 }
 
-/// The state after a settlement (unchanged for [`Settlement::Stale`]).
+/// The state after a settlement (unchanged for [`Settlement::Stale`]). A
+/// report, like a claim, proves a consumer is alive: the re-send spacing
+/// starts over.
 pub fn apply_settlement(state: &RunState, settlement: Settlement) -> RunState {
+    if settlement == Settlement::Stale {
+        return *state;
+    }
+    let state = &RunState {
+        resends: 0,
+        resend_after: None,
+        ..*state
+    };
     match settlement {
         Settlement::Delivered => RunState {
             status: RunStatus::Delivered,
@@ -339,7 +368,7 @@ mod tests {
     }
 
     fn claimed(state: &RunState, now: Timestamp) -> (RunState, u32) {
-        match claim(state, now, 45) {
+        match claim(state, now, 45, POLICY.max_attempts) {
             Claim::Dispatch {
                 attempt,
                 lease_until,
@@ -354,7 +383,7 @@ mod tests {
         let (s, a) = claimed(&s, T0);
         assert_eq!(a, 1);
         assert_eq!(
-            claim(&s, T0, 45),
+            claim(&s, T0, 45, POLICY.max_attempts),
             Claim::InFlight,
             "a second message finds the lease"
         );
@@ -363,7 +392,7 @@ mod tests {
         let s = apply_settlement(&s, st);
         assert_eq!(s.status, RunStatus::Delivered);
         assert_eq!(
-            claim(&s, T0.plus_secs(999), 45),
+            claim(&s, T0.plus_secs(999), 45, POLICY.max_attempts),
             Claim::Done,
             "never sent again"
         );
@@ -386,7 +415,10 @@ mod tests {
             match st {
                 Settlement::Retry { at, delay_seconds } => {
                     delays.push(delay_seconds);
-                    assert!(matches!(claim(&s, now, 45), Claim::NotYet { .. }));
+                    assert!(matches!(
+                        claim(&s, now, 45, POLICY.max_attempts),
+                        Claim::NotYet { .. }
+                    ));
                     now = at;
                 }
                 Settlement::Failed => break,
@@ -408,6 +440,28 @@ mod tests {
         assert_eq!(a2, 2);
         assert_eq!(settle(&s2, a1, &ok(), later, POLICY), Settlement::Stale);
         assert_eq!(settle(&s2, a2, &ok(), later, POLICY), Settlement::Delivered);
+    }
+
+    #[test]
+    fn attempts_that_never_report_end_in_failure() {
+        // The consumer dies during every attempt: each lease just ends.
+        let mut s = RunState::new(T0);
+        let mut now = T0;
+        for expected in 1..=POLICY.max_attempts {
+            let (c, a) = claimed(&s, now);
+            assert_eq!(a, expected);
+            s = c;
+            now = now.plus_secs(46);
+        }
+        assert_eq!(
+            claim(&s, now, 45, POLICY.max_attempts),
+            Claim::Exhausted,
+            "no attempt beyond the policy"
+        );
+        let failed = exhaust(&s);
+        assert_eq!(failed.status, RunStatus::Failed);
+        assert_eq!(failed.attempts, POLICY.max_attempts);
+        assert_eq!(claim(&failed, now, 45, POLICY.max_attempts), Claim::Done);
     }
 
     #[test]

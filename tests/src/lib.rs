@@ -669,8 +669,18 @@ pub fn try_post(
 /// Sends raw bytes over one HTTP/1.1 connection and returns the status and
 /// body of the answer, or `None` if the server closed without one. For the
 /// requests no client library will send: repeated or non-ASCII headers,
-/// bodies shorter than their `Content-Length`, unknown methods.
+/// unknown methods. [`raw_http_cut`] sends a body shorter than declared.
 pub fn raw_http(base: &str, request: &[u8]) -> Option<(u16, String)> {
+    raw(base, request, false)
+}
+
+/// As [`raw_http`], then closes the sending side: a body shorter than its
+/// `Content-Length` ends there, as when a client dies mid-upload.
+pub fn raw_http_cut(base: &str, request: &[u8]) -> Option<(u16, String)> {
+    raw(base, request, true)
+}
+
+fn raw(base: &str, request: &[u8], cut: bool) -> Option<(u16, String)> {
     use std::io::Write;
     let addr = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
@@ -678,8 +688,9 @@ pub fn raw_http(base: &str, request: &[u8]) -> Option<(u16, String)> {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     stream.write_all(request).ok()?;
-    // Half-close: a body cut short ends here.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if cut {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();

@@ -228,26 +228,31 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
     // What no client library sends, over a raw connection.
     let body = br#"{"raw":1}"#;
     let s = sig(body);
-    let raw_cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
+    type RawCase<'a> = (&'a str, Vec<u8>, &'a [u16], bool);
+    let raw_cases: Vec<RawCase> = vec![
         (
             "repeated signature headers",
-            format!("POST {hook} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hub-Signature-256: sha256=00\r\nX-Hub-Signature-256: {s}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes(),
+            [format!("POST {hook} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hub-Signature-256: sha256=00\r\nX-Hub-Signature-256: {s}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(), body].concat(),
             &[200, 401],
+            false,
         ),
         (
             "non-UTF-8 header value",
-            [format!("POST {hook} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hub-Signature-256: sha256=").as_bytes(), &[0xff, 0xfe], format!("\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()].concat(),
+            [format!("POST {hook} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hub-Signature-256: sha256=").as_bytes(), &[0xff, 0xfe], format!("\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(), body].concat(),
             &[400, 401],
+            false,
         ),
         (
             "body shorter than its Content-Length",
             format!("POST {hook} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hub-Signature-256: {s}\r\nContent-Length: 1000\r\n\r\n").into_bytes(),
-            &[400, 401],
+            &[],
+            true,
         ),
         (
             "unknown method",
             format!("BREW {hook} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").into_bytes(),
             &[400, 405, 501],
+            false,
         ),
         (
             "chunked body over the trigger's limit",
@@ -263,13 +268,21 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
                 r
             },
             &[413],
+            false,
         ),
     ];
-    for (name, bytes, expect) in &raw_cases {
-        let answer = raw_http(&edge.base, bytes);
+    for (name, bytes, expect, cut) in &raw_cases {
+        if *cut {
+            // The client is gone before its body ends: there is nobody to
+            // answer (the local proxy reports the cancelled request itself),
+            // and all that matters is that the runtime carries on, checked
+            // below.
+            let _ = raw_http_cut(&edge.base, bytes);
+            continue;
+        }
         // A server may close a malformed request without an answer; it must
         // never answer it with a 5xx other than "not implemented".
-        if let Some((status, body)) = answer {
+        if let Some((status, body)) = raw_http(&edge.base, bytes) {
             assert!(
                 expect.contains(&status),
                 "{name}: expected {expect:?}, got {status}: {body}"

@@ -8,6 +8,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{ApiError, ApiResult};
@@ -187,12 +188,14 @@ pub async fn call_with_streamed_body(
         if let Some(mut source) = source {
             while let Some(chunk) = source.next().await {
                 let Ok(chunk) = chunk else {
-                    let _ = crate::http::handled(writer.abort());
+                    let reason = JsValue::from_str("the client's body ended early");
+                    let _ = crate::http::handled(writer.abort_with_reason(&reason));
                     return Pumped::Aborted;
                 };
                 sent += chunk.len() as u64;
                 if sent > hard_limit {
-                    let _ = crate::http::handled(writer.abort());
+                    let reason = JsValue::from_str("the body is over the hard limit");
+                    let _ = crate::http::handled(writer.abort_with_reason(&reason));
                     return Pumped::TooLarge;
                 }
                 let bytes = js_sys::Uint8Array::from(chunk.as_slice());
@@ -215,11 +218,16 @@ pub async fn call_with_streamed_body(
             let _ = crate::http::handled(writer.abort());
             response
         }
-        Either::Right((Pumped::TooLarge, _call)) => {
-            return Err(ApiError::PayloadTooLarge { limit: hard_limit })
+        // The object sees the aborted stream and answers at once; its call
+        // is awaited all the same, as a dropped call would leave its promise
+        // to settle into callbacks that are gone.
+        Either::Right((Pumped::TooLarge, call)) => {
+            let _ = call.await;
+            return Err(ApiError::PayloadTooLarge { limit: hard_limit });
         }
-        Either::Right((Pumped::Aborted, _call)) => {
-            return Err(ApiError::bad_request("the request body ended early"))
+        Either::Right((Pumped::Aborted, call)) => {
+            let _ = call.await;
+            return Err(ApiError::bad_request("the request body ended early"));
         }
         Either::Right((Pumped::Complete | Pumped::Stopped, call)) => call.await,
     };

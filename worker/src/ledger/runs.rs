@@ -120,6 +120,7 @@ impl Ledger {
         self.exec(
             "settle run",
             "UPDATE runs SET status = ?, attempts = ?, lease_until = ?, next_attempt_at = ?,
+                resends = ?, resend_after = ?,
                 last_error = COALESCE(?, last_error), last_status_code = COALESCE(?, last_status_code),
                 dlq_pending = MAX(dlq_pending, ?), updated_at = ?
              WHERE id = ?",
@@ -128,6 +129,8 @@ impl Ledger {
                 i(i64::from(state.attempts)),
                 opt_i(state.lease_until.map(Timestamp::millis)),
                 i(state.next_attempt_at.millis()),
+                i(i64::from(state.resends)),
+                opt_i(state.resend_after.map(Timestamp::millis)),
                 opt(last_error),
                 opt_i(last_status_code.map(i64::from)),
                 i(dlq),

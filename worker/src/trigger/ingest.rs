@@ -7,7 +7,7 @@ impl Trigger {
     /// Handles one inbound request. The edge streams the body here unread,
     /// so the rate limits and this trigger's own body limit apply before
     /// any of it is buffered.
-    pub(super) async fn ingest(&self, mut req: Request) -> ApiResult<Response> {
+    pub(super) async fn ingest(&self, req: &mut Request) -> ApiResult<Response> {
         let received_at = req
             .headers()
             .get(wire::RECEIVED_AT)
@@ -28,13 +28,12 @@ impl Trigger {
                 .borrow_mut()
                 .admit(&ip, cfg.trigger_rate(), cfg.ip_rate(), received_at);
         if let Err((scope, retry_after)) = admitted {
-            http::drain_body(&mut req).await;
             return Err(ApiError::RateLimited {
                 scope: scope.as_str(),
                 retry_after,
             });
         }
-        let body = http::read_body_or_drain(&mut req, cfg.max_body_bytes).await?;
+        let body = http::read_body_or_drain(req, cfg.max_body_bytes).await?;
         let rand_delivery = random::<10>()?;
         let rand_run = random::<10>()?;
 

@@ -226,7 +226,17 @@ impl Trigger {
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = req.method();
         match (method, segs.as_slice()) {
-            (Method::Post, ["ingest"]) => self.ingest(req).await,
+            (Method::Post, ["ingest"]) => {
+                let answer = self.ingest(&mut req).await;
+                if answer.is_err() {
+                    // The edge streams the body here: an answer given
+                    // without reading it makes the runtime fail that stream
+                    // outside any handler. Whatever is left is read and
+                    // dropped (nothing, if the body was read already).
+                    http::drain_body(&mut req).await;
+                }
+                answer
+            }
             (Method::Put, ["trigger"]) => self.create(&mut req).await,
             (Method::Get, ["trigger"]) => {
                 let cfg = self.live_config()?;

@@ -23,7 +23,7 @@ impl Trigger {
             return drop();
         };
         let lease = i64::from(cfg.target_timeout_seconds) + run::LEASE_MARGIN_SECONDS;
-        let answer = match run::claim(&state, now, lease) {
+        let answer = match run::claim(&state, now, lease, cfg.max_attempts) {
             run::Claim::Dispatch {
                 attempt,
                 lease_until,
@@ -49,6 +49,20 @@ impl Trigger {
             run::Claim::NotYet { at } => ClaimAnswer::Later {
                 delay_seconds: ((at.millis() - now.millis()).max(0) as u64).div_ceil(1000) as u32,
             },
+            run::Claim::Exhausted => {
+                // Failing the run also owes its dead letter, sent now (and
+                // by the alarm if this send fails).
+                ledger.settle_run(
+                    &run,
+                    &run::exhaust(&state),
+                    Some("no attempt reported back (the consumer stopped during every attempt)"),
+                    None,
+                    now,
+                )?;
+                self.dead_letter(&cfg.id, run_id, &run.delivery_id, state.attempts)
+                    .await;
+                ClaimAnswer::Drop
+            }
             run::Claim::Done | run::Claim::InFlight => ClaimAnswer::Drop,
         };
         Ok(http::bytes(
