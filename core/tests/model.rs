@@ -157,7 +157,7 @@ impl Model {
                 routed,
             } => {
                 let base = Delivery {
-                    key: key,
+                    key,
                     status: DeliveryStatus::Queued,
                     replay_of: None,
                     received: self.now,
