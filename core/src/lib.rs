@@ -11,6 +11,7 @@
 //! The wire types of the management API ([`api`]) live here too, so that the
 //! Worker that writes them and the backfill that reads them cannot drift apart.
 
+pub mod alarm;
 pub mod api;
 pub mod dispatch;
 pub mod encoding;

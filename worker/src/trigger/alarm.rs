@@ -68,21 +68,15 @@ impl Trigger {
         }
         ledger.expire_idempotency(now.minus_secs(IDEMPOTENCY_TTL_SECONDS))?;
 
-        let retention_at = now.millis()
-            + if backlog {
-                // Stopped at the cap: more is due now, not in an hour.
-                RETENTION_BACKLOG_MS
-            } else {
-                RETENTION_INTERVAL_MS
-            };
-        let next = match ledger.next_run_check(GRACE_MS)? {
-            Some(due) => Some((due + 500).max(now.millis() + 1000).min(retention_at)),
-            None if ledger.registry_dirty()? => Some((now.millis() + 30_000).min(retention_at)),
-            None if backlog || ledger.has_deliveries()? => Some(retention_at),
-            None => None,
-        };
+        let next = edgehook_core::alarm::next_alarm(&edgehook_core::alarm::AlarmState {
+            now,
+            next_run_check: ledger.next_run_check(GRACE_MS)?.map(Timestamp),
+            registry_dirty: ledger.registry_dirty()?,
+            has_deliveries: ledger.has_deliveries()?,
+            retention_backlog: backlog,
+        });
         if let Some(at) = next {
-            let alarm = self.schedule_alarm(at)?;
+            let alarm = self.schedule_alarm(at.millis())?;
             Self::await_alarm(alarm).await?;
         }
         Ok(())

@@ -50,10 +50,9 @@ use crate::wire::{self, ClaimAnswer, DeadLetter, Report, RunMessage};
 const FIRST_CHECK_MS: i64 = (REENQUEUE_GRACE_SECONDS + 5) * 1000;
 /// The re-enqueue grace in milliseconds.
 const GRACE_MS: i64 = REENQUEUE_GRACE_SECONDS * 1000;
-/// How often retention runs while deliveries exist.
-const RETENTION_INTERVAL_MS: i64 = 3_600_000;
-/// How soon retention runs again when it stopped at its per-alarm cap.
-const RETENTION_BACKLOG_MS: i64 = 5_000;
+/// How long after a rejection or an ignored delivery the alarm first runs
+/// retention (later runs follow `edgehook_core::alarm::next_alarm`).
+const RETENTION_INTERVAL_MS: i64 = edgehook_core::alarm::RETENTION_INTERVAL_SECONDS * 1000;
 /// Deliveries deleted per retention batch, and batches per alarm.
 const RETENTION_BATCH: u32 = 200;
 const RETENTION_BATCHES_PER_ALARM: u32 = 10;
