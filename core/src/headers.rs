@@ -168,39 +168,31 @@ impl HeaderList {
     /// [`CREDENTIAL_HEADERS`] and any names in `extra` (a trigger's API-key
     /// header, for example).
     pub fn redacted(&self, extra: &[&str]) -> HeaderList {
-        HeaderList(
-            self.0
-                .iter()
-                .map(|(n, v)| {
-                    let secret = CREDENTIAL_HEADERS.contains(&n.as_str())
-                        || extra.iter().any(|e| e.eq_ignore_ascii_case(n));
-                    let v = if secret {
-                        REDACTED.to_string()
-                    } else {
-                        v.clone()
-                    };
-                    (n.clone(), v)
-                })
-                .collect(),
-        )
+        self.replacing(CREDENTIAL_HEADERS, extra, |_| REDACTED.to_string())
     }
 
     /// A copy with every signature reduced by [`redact_signature`]: the
     /// fixed [`SIGNATURE_HEADERS`] and any names in `extra` (a generic
     /// trigger's signature header). Applying it twice changes nothing.
     pub fn signatures_redacted(&self, extra: &[&str]) -> HeaderList {
+        self.replacing(SIGNATURE_HEADERS, extra, redact_signature)
+    }
+
+    /// A copy with the values of the headers named in `fixed` (lower-case)
+    /// or `extra` (any case) passed through `replace`.
+    fn replacing(
+        &self,
+        fixed: &[&str],
+        extra: &[&str],
+        replace: impl Fn(&str) -> String,
+    ) -> HeaderList {
         HeaderList(
             self.0
                 .iter()
                 .map(|(n, v)| {
-                    let signature = SIGNATURE_HEADERS.contains(&n.as_str())
+                    let named = fixed.contains(&n.as_str())
                         || extra.iter().any(|e| e.eq_ignore_ascii_case(n));
-                    let v = if signature {
-                        redact_signature(v)
-                    } else {
-                        v.clone()
-                    };
-                    (n.clone(), v)
+                    (n.clone(), if named { replace(v) } else { v.clone() })
                 })
                 .collect(),
         )
