@@ -590,8 +590,16 @@ impl Capture {
                         }
                         _ => 200,
                     };
-                    let _ = req
-                        .respond(tiny_http::Response::from_string("ok").with_status_code(status));
+                    // Each connection is closed after its answer: the
+                    // runtime opens one per attempt, and thousands left
+                    // idle would exhaust its file descriptors in a soak.
+                    let close = tiny_http::Header::from_bytes(&b"connection"[..], &b"close"[..])
+                        .expect("a valid header");
+                    let _ = req.respond(
+                        tiny_http::Response::from_string("ok")
+                            .with_status_code(status)
+                            .with_header(close),
+                    );
                 });
             }
         });

@@ -62,7 +62,7 @@ fn every_delivery_answered_200_survives_a_kill9_mid_stream_and_is_run() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(scaled(4, 30) as u64));
+    std::thread::sleep(Duration::from_secs(scaled(4, 20) as u64));
     edge.kill9();
     let killed_at = Instant::now();
     let answered_before_kill = answered.lock().expect("lock").len();
