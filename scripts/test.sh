@@ -13,8 +13,9 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "unit tests (core, and the Worker's pure helpers)"
-cargo test --locked -p edgehook-core -p edgehook-worker --lib
+step "unit and model-based tests (core), the Worker's pure helpers"
+cargo test --locked -p edgehook-core
+cargo test --locked -p edgehook-worker --lib
 
 step "build the Worker (wasm32)"
 bash scripts/build-worker.sh
