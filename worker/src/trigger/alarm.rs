@@ -25,15 +25,6 @@ impl Trigger {
             .into_iter()
             .filter(|r| run::needs_reenqueue(&r.state(), now))
             .collect();
-        // Each re-send is recorded before it is made, and spaces the next
-        // one exponentially: during a consumer or queue outage a run gets a
-        // bounded number of messages (`run::max_resends_within`), not one
-        // per alarm.
-        if deleted_at.is_none() {
-            for r in &stale {
-                ledger.record_resend(r, &run::apply_resend(&r.state(), now))?;
-            }
-        }
         if deleted_at.is_some() {
             // A deleted trigger dispatches nothing more; close its open runs.
             for r in &stale {
@@ -46,6 +37,13 @@ impl Trigger {
                 ledger.settle_run(r, &closed, Some("trigger deleted"), None, now)?;
             }
         } else if !stale.is_empty() {
+            // Each re-send is recorded before it is made, and spaces the
+            // next one exponentially: during a consumer or queue outage a run
+            // gets a bounded number of messages (`run::max_resends_within`),
+            // not one per alarm.
+            for r in &stale {
+                ledger.record_resend(r, &run::apply_resend(&r.state(), now))?;
+            }
             let runs: Vec<(String, u64)> = stale
                 .iter()
                 .map(|r| (r.id.clone(), r.body_bytes.max(0) as u64))
