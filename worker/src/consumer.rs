@@ -24,10 +24,11 @@ use crate::wire::{self, ClaimAnswer, Report, RunMessage};
 
 /// Delay before retrying a message the consumer could not process.
 const INFRA_RETRY_SECONDS: u32 = 5;
-/// Body bytes one batch handles at once. A run's body is held about twice
-/// while it is sent (the claim's frame and the outbound request), so this
-/// keeps a batch of 10-MiB bodies far inside the isolate's 128 MB.
-const MAX_INFLIGHT_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Body bytes one batch handles at once. A run's body is held three or four
+/// times while it is sent (the object's frame, the claim's response, the
+/// outbound request), and the isolate also serves ingest, so a 10 MiB body
+/// goes alone.
+const MAX_INFLIGHT_BODY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Splits a batch, in order, into waves whose body sizes add up to at most
 /// `budget`; a message larger than the budget goes alone.

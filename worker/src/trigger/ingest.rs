@@ -3,7 +3,37 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A share of the object's body budget, given back when dropped.
+pub(super) struct BodyPermit<'a> {
+    inflight: &'a Cell<u64>,
+    bytes: u64,
+}
+
+impl Drop for BodyPermit<'_> {
+    fn drop(&mut self) {
+        self.inflight
+            .set(self.inflight.get().saturating_sub(self.bytes));
+    }
+}
+
 impl Trigger {
+    /// Waits until `bytes` more fit in `MAX_INFLIGHT_BODY_BYTES` (or nothing
+    /// else is being read, so a body larger than the budget still goes
+    /// alone), then takes them.
+    pub(super) async fn body_permit(&self, bytes: u64) -> BodyPermit<'_> {
+        loop {
+            let used = self.inflight_body_bytes.get();
+            if used == 0 || used.saturating_add(bytes) <= MAX_INFLIGHT_BODY_BYTES {
+                self.inflight_body_bytes.set(used.saturating_add(bytes));
+                return BodyPermit {
+                    inflight: &self.inflight_body_bytes,
+                    bytes,
+                };
+            }
+            worker::Delay::from(std::time::Duration::from_millis(BODY_PERMIT_POLL_MS)).await;
+        }
+    }
+
     /// Handles one inbound request. The edge streams the body here unread,
     /// so the rate limits and this trigger's own body limit apply before
     /// any of it is buffered.
@@ -33,7 +63,19 @@ impl Trigger {
                 retry_after,
             });
         }
-        let body = http::read_body_or_drain(req, cfg.max_body_bytes).await?;
+        // What this body may take: its declared length, or the limit.
+        let want = req
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(cfg.max_body_bytes)
+            .min(cfg.max_body_bytes);
+        let permit = self.body_permit(want).await;
+        let body = http::read_body_or_drain(req, cfg.max_body_bytes).await;
+        drop(permit);
+        let body = body?;
         let rand_delivery = random::<10>()?;
         let rand_run = random::<10>()?;
 

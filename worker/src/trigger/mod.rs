@@ -60,6 +60,13 @@ const RETENTION_BATCHES_PER_ALARM: u32 = 10;
 const IDEMPOTENCY_TTL_SECONDS: i64 = 86_400;
 /// Most runs re-enqueued per alarm.
 const REENQUEUE_BATCH: u32 = 500;
+/// Body bytes one object reads at once. Ingests beyond it wait their turn
+/// (the edge's stream waits with them, holding one chunk), so concurrent
+/// 10 MiB bodies cannot add up past the isolate's 128 MB.
+const MAX_INFLIGHT_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// How often a waiting ingest looks again.
+const BODY_PERMIT_POLL_MS: u64 = 5;
+
 /// Client IPs whose rate a trigger remembers.
 const LIMITER_MAX_IPS: usize = 4096;
 /// A change-feed page holds about this many bytes at most.
@@ -78,6 +85,8 @@ pub struct Trigger {
     alarm_at: Cell<Option<i64>>,
     /// Rate limits; in memory, as a limit needs no durability.
     limiter: RefCell<Limiter>,
+    /// Body bytes being read by ingests now (see `body_permit`).
+    inflight_body_bytes: Cell<u64>,
 }
 
 impl worker::DurableObject for Trigger {
@@ -90,6 +99,7 @@ impl worker::DurableObject for Trigger {
             deleted: Cell::new(None),
             alarm_at: Cell::new(None),
             limiter: RefCell::new(Limiter::new(LIMITER_MAX_IPS)),
+            inflight_body_bytes: Cell::new(0),
         }
     }
 
