@@ -79,12 +79,24 @@ pub fn encode_delivery_cursor(received_at: i64, id: &str) -> String {
 
 /// Reads [`encode_delivery_cursor`]'s output; `None` when absent.
 pub fn delivery_cursor(raw: Option<&str>) -> Result<Option<(i64, String)>, QueryError> {
+    let Some((at, id)) = cursor_parts(raw, ':')? else {
+        return Ok(None);
+    };
+    let at = at.parse().map_err(|_| bad_cursor())?;
+    Ok(Some((at, id)))
+}
+
+fn bad_cursor() -> QueryError {
+    QueryError::new("cursor", "cursor is not valid")
+}
+
+/// The two parts of a cursor encoded as base64url of `{first}{sep}{second}`.
+fn cursor_parts(raw: Option<&str>, sep: char) -> Result<Option<(String, String)>, QueryError> {
     let Some(cursor) = raw else { return Ok(None) };
-    let bad = || QueryError::new("cursor", "cursor is not valid");
-    let bytes = b64url_decode(cursor).ok_or_else(bad)?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Some((at.parse().map_err(|_| bad())?, id.to_string())))
+    let bytes = b64url_decode(cursor).ok_or_else(bad_cursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+    let (first, second) = text.split_once(sep).ok_or_else(bad_cursor)?;
+    Ok(Some((first.to_string(), second.to_string())))
 }
 
 /// The cursor of a trigger list page: the last row's creation time (RFC
@@ -95,12 +107,7 @@ pub fn encode_trigger_cursor(created_at: &str, id: &str) -> String {
 
 /// Reads [`encode_trigger_cursor`]'s output; `None` when absent.
 pub fn trigger_cursor(raw: Option<&str>) -> Result<Option<(String, String)>, QueryError> {
-    let Some(cursor) = raw else { return Ok(None) };
-    let bad = || QueryError::new("cursor", "cursor is not valid");
-    let bytes = b64url_decode(cursor).ok_or_else(bad)?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once('|').ok_or_else(bad)?;
-    Ok(Some((at.to_string(), id.to_string())))
+    cursor_parts(raw, '|')
 }
 
 #[cfg(test)]
