@@ -16,6 +16,7 @@ pub mod api;
 pub mod dispatch;
 pub mod encoding;
 pub mod error;
+pub mod filter;
 pub mod headers;
 pub mod id;
 pub mod ingest;
