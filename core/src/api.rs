@@ -60,7 +60,7 @@ impl DeliveryStatus {
     /// The delivery status that mirrors a run status.
     pub fn of_run(run: RunStatus) -> DeliveryStatus {
         match run {
-            RunStatus::Queued => DeliveryStatus::Queued,
+            RunStatus::Queued | RunStatus::Held => DeliveryStatus::Queued,
             RunStatus::Delivered => DeliveryStatus::Delivered,
             RunStatus::Failed => DeliveryStatus::Failed,
         }
@@ -183,7 +183,10 @@ pub struct TriggerList {
 pub struct RunView {
     /// The run id; also the `webhook-id` of every attempt.
     pub run_id: String,
-    /// `queued`, `delivered` or `failed`.
+    /// Its route, if the trigger has routes.
+    #[serde(default)]
+    pub route_id: Option<String>,
+    /// `queued`, `held`, `delivered` or `failed`.
     pub status: RunStatus,
     /// Attempts made.
     pub attempts: u32,
@@ -203,6 +206,163 @@ pub struct RunView {
     pub created_at: String,
     /// Last change.
     pub updated_at: String,
+}
+
+/// One dispatch attempt of a run: appended when it is claimed and completed
+/// by its report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// When the request to the target started (or was to start).
+    pub started_at: String,
+    /// How long the target took; `None` while in flight or if never reported.
+    pub duration_ms: Option<u64>,
+    /// The target's HTTP status, if it answered.
+    pub status_code: Option<u16>,
+    /// `None` on success; otherwise the class of failure: `http_status`,
+    /// `redirect`, `timeout`, `dns`, `connect`, `tls`, `request`, or `lost`
+    /// (no report came back before the lease ended).
+    pub error: Option<String>,
+    /// A sentence about the failure (never a secret).
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// The first 1 KiB of the target's response body, as text.
+    #[serde(default)]
+    pub response_excerpt: Option<String>,
+    /// How long the route's rate limit delayed this attempt.
+    #[serde(default)]
+    pub rate_limited_ms: u64,
+}
+
+/// A run with its route and attempt timeline (`runs` of a delivery, and
+/// `GET /api/triggers/{id}/runs/{run_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The run id; also the `webhook-id` of every attempt.
+    pub run_id: String,
+    /// Its delivery.
+    pub delivery_id: String,
+    /// Its route; `None` for a trigger without routes.
+    pub route_id: Option<String>,
+    /// `queued`, `held`, `delivered` or `failed`.
+    pub status: RunStatus,
+    /// Attempts claimed.
+    pub attempt_count: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// The target's last HTTP status, if it answered.
+    pub last_status_code: Option<u16>,
+    /// When the next attempt is due, while queued.
+    pub next_attempt_at: Option<String>,
+    /// When a failed run's message was put on the dead-letter queue.
+    pub dead_lettered_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+/// A route as the API shows it: extra header values that look like
+/// credentials are `[redacted]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RouteView {
+    pub id: String,
+    pub trigger_id: String,
+    pub name: String,
+    pub target_url: String,
+    pub event_types: Vec<String>,
+    pub filter: Option<serde_json::Value>,
+    pub priority: i32,
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub retry_base_seconds: u32,
+    pub target_timeout_seconds: u32,
+    pub rate_limit_per_second: Option<f64>,
+    pub ordered: bool,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub pause_after_failures: u32,
+    /// When the route was paused (by an operator or the breaker).
+    pub paused_at: Option<String>,
+    /// Why.
+    pub paused_reason: Option<String>,
+    /// Failed attempts in a row; the breaker pauses at `pause_after_failures`.
+    pub consecutive_failures: u32,
+    /// Runs of this route not yet final, and of those how many are held.
+    #[serde(default)]
+    pub open_runs: u64,
+    #[serde(default)]
+    pub held_runs: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl RouteView {
+    /// The view of `route` of trigger `trigger_id` with its state.
+    pub fn of(
+        trigger_id: &str,
+        route: &crate::route::RouteConfig,
+        state: &crate::route::RouteState,
+    ) -> RouteView {
+        RouteView {
+            id: route.id.clone(),
+            trigger_id: trigger_id.to_string(),
+            name: route.name.clone(),
+            target_url: route.target_url.clone(),
+            event_types: route.event_types.clone(),
+            filter: route.filter.as_ref().map(|f| f.raw().clone()),
+            priority: route.priority,
+            enabled: route.enabled,
+            max_attempts: route.max_attempts,
+            retry_base_seconds: route.retry_base_seconds,
+            target_timeout_seconds: route.target_timeout_seconds,
+            rate_limit_per_second: route.rate_limit_per_second,
+            ordered: route.ordered,
+            headers: route.headers_redacted(),
+            pause_after_failures: route.pause_after_failures,
+            paused_at: state.paused_at.map(Timestamp::to_rfc3339),
+            paused_reason: state.paused_reason.clone(),
+            consecutive_failures: state.consecutive_failures,
+            open_runs: state.open_runs,
+            held_runs: state.held_runs,
+            created_at: route.created_at.to_rfc3339(),
+            updated_at: route.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// `POST /api/triggers/{id}/filters/test`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterTest {
+    /// The filter to try.
+    pub filter: serde_json::Value,
+    /// Event types, as a route would have them.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Deliveries evaluated at most (newest first); default 100, at most 1000.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Only deliveries received at or after this time (RFC 3339).
+    #[serde(default)]
+    pub received_after: Option<String>,
+    /// Only deliveries received before this time (RFC 3339).
+    #[serde(default)]
+    pub received_before: Option<String>,
+}
+
+/// What a filter backtest found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterTestResult {
+    /// Deliveries the filter (and event types) matched.
+    pub matched: u64,
+    /// Deliveries evaluated.
+    pub evaluated: u64,
+    /// The matching deliveries, newest first.
+    pub delivery_ids: Vec<String>,
 }
 
 /// A delivery. Lists leave out `headers` and `raw_body`; the detail and the
@@ -237,8 +397,13 @@ pub struct Delivery {
     /// keep at most 4 KiB); `raw_body` is then that excerpt.
     #[serde(default)]
     pub body_truncated: bool,
-    /// Its run, if it has one.
+    /// Its first run (in priority order), if it has one; kept for clients
+    /// of a single target. [`Self::runs`] has them all.
     pub run: Option<RunView>,
+    /// Every run, one per route it went to, in enqueue (priority) order,
+    /// each with its attempt timeline (detail and change feed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<RunDetail>>,
     /// Request headers, credentials redacted (detail and change feed only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderList>,
@@ -282,8 +447,11 @@ pub struct ChangePage {
 pub struct IngestAccepted {
     /// The delivery (the holder's, for a duplicate).
     pub delivery_id: String,
-    /// Its run, if it has one.
+    /// Its first run (in priority order), if it has one.
     pub run_id: Option<String>,
+    /// Every run, one per matching route, in enqueue order.
+    #[serde(default)]
+    pub run_ids: Vec<String>,
     /// `queued`, or the holder's status for a duplicate.
     pub status: DeliveryStatus,
     /// Whether this request was collapsed onto an earlier delivery.
@@ -295,8 +463,11 @@ pub struct IngestAccepted {
 pub struct ReplayCreated {
     /// The new delivery.
     pub delivery_id: String,
-    /// The new run.
-    pub run_id: String,
+    /// The new delivery's first run; `None` when no route matches it now.
+    pub run_id: Option<String>,
+    /// Every new run, one per matching route.
+    #[serde(default)]
+    pub run_ids: Vec<String>,
     /// The delivery replayed.
     pub replayed_from: String,
 }

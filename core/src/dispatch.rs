@@ -15,6 +15,10 @@ use crate::verify::{
 pub const TRIGGER_ID_HEADER: &str = "x-edgehook-trigger-id";
 /// The header naming the delivery.
 pub const DELIVERY_ID_HEADER: &str = "x-edgehook-delivery-id";
+/// The header naming the route.
+pub const ROUTE_ID_HEADER: &str = "x-edgehook-route-id";
+/// How much of a target's response body an attempt records.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 /// The header with the 1-based attempt number.
 pub const ATTEMPT_HEADER: &str = "x-edgehook-attempt";
 /// The user agent when the original request had none.
@@ -65,13 +69,18 @@ pub struct AttemptId<'a> {
     pub delivery_id: &'a str,
     /// The run; also the `webhook-id`.
     pub run_id: &'a str,
+    /// The route, if the run has one.
+    pub route_id: Option<&'a str>,
     /// 1-based attempt number.
     pub attempt: u32,
 }
 
-/// The headers of an outbound request.
+/// The headers of an outbound request: the forwarded inbound headers, the
+/// route's own (which win over inbound ones of the same name), then
+/// edgehook's, which nothing overrides.
 pub fn outbound_headers(
     stored: &HeaderList,
+    extra: &std::collections::BTreeMap<String, String>,
     id: AttemptId<'_>,
     dispatch_key: &[u8],
     timestamp_secs: i64,
@@ -79,9 +88,12 @@ pub fn outbound_headers(
 ) -> HeaderList {
     let mut out = HeaderList::new();
     for (name, value) in stored.iter() {
-        if forwards(name, value) {
+        if forwards(name, value) && !extra.contains_key(&name.to_ascii_lowercase()) {
             out.push(name, value);
         }
+    }
+    for (name, value) in extra {
+        out.push(name, value.as_str());
     }
     if out.get("content-type").is_none() {
         out.push("content-type", "application/json");
@@ -97,8 +109,47 @@ pub fn outbound_headers(
     );
     out.push(TRIGGER_ID_HEADER, id.trigger_id);
     out.push(DELIVERY_ID_HEADER, id.delivery_id);
+    if let Some(route) = id.route_id {
+        out.push(ROUTE_ID_HEADER, route);
+    }
     out.push(ATTEMPT_HEADER, id.attempt.to_string());
     out
+}
+
+/// The class of a failed attempt, for the timeline: from the target's
+/// status when it answered, otherwise from the transport's error message.
+/// `None` for a success.
+pub fn error_class(
+    status: Option<u16>,
+    transport_error: Option<&str>,
+    timed_out: bool,
+) -> Option<&'static str> {
+    if timed_out {
+        return Some("timeout");
+    }
+    match status {
+        Some(s) if (200..300).contains(&s) => None,
+        Some(s) if (300..400).contains(&s) => Some("redirect"),
+        Some(_) => Some("http_status"),
+        None => {
+            let m = transport_error.unwrap_or_default().to_ascii_lowercase();
+            Some(
+                if m.contains("dns") || m.contains("resolve") || m.contains("name not") {
+                    "dns"
+                } else if m.contains("tls") || m.contains("ssl") || m.contains("certificate") {
+                    "tls"
+                } else if m.contains("connect")
+                    || m.contains("refused")
+                    || m.contains("unreachable")
+                    || m.contains("reset")
+                {
+                    "connect"
+                } else {
+                    "request"
+                },
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -126,13 +177,27 @@ mod tests {
             trigger_id: "trg_1",
             delivery_id: "dlv_1",
             run_id: "run_1",
+            route_id: Some("rte_1"),
             attempt: 2,
         };
-        let out = outbound_headers(&stored, id, &key, 1_700_000_000, body);
+        let extra = std::collections::BTreeMap::from([
+            (
+                "authorization".to_string(),
+                "Bearer target-token".to_string(),
+            ),
+            ("x-github-event".to_string(), "overridden".to_string()),
+        ]);
+        let out = outbound_headers(&stored, &extra, id, &key, 1_700_000_000, body);
+        assert_eq!(out.get("authorization"), Some("Bearer target-token"));
+        assert_eq!(out.get("x-edgehook-route-id"), Some("rte_1"));
+        assert_eq!(
+            out.iter().filter(|(n, _)| *n == "x-github-event").count(),
+            1
+        );
+        assert_eq!(out.get("x-github-event"), Some("overridden"));
         assert_eq!(out.get("webhook-id"), Some("run_1"));
-        assert_eq!(out.get("x-github-event"), Some("push"));
         assert_eq!(out.get("x-edgehook-attempt"), Some("2"));
-        for dropped in ["authorization", "cf-connecting-ip", "host"] {
+        for dropped in ["cf-connecting-ip", "host"] {
             assert_eq!(out.get(dropped), None, "{dropped}");
         }
         assert_eq!(out.iter().filter(|(n, _)| *n == "webhook-id").count(), 1);
@@ -144,5 +209,38 @@ mod tests {
             300,
         )
         .expect("verifies");
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::error_class;
+
+    #[test]
+    fn failures_are_classed() {
+        assert_eq!(error_class(Some(204), None, false), None);
+        assert_eq!(error_class(Some(302), None, false), Some("redirect"));
+        assert_eq!(error_class(Some(503), None, false), Some("http_status"));
+        assert_eq!(error_class(None, None, true), Some("timeout"));
+        assert_eq!(
+            error_class(None, Some("DNS lookup failed"), false),
+            Some("dns")
+        );
+        assert_eq!(
+            error_class(None, Some("TLS handshake error"), false),
+            Some("tls")
+        );
+        assert_eq!(
+            error_class(
+                None,
+                Some("Network connection lost / connect refused"),
+                false
+            ),
+            Some("connect")
+        );
+        assert_eq!(
+            error_class(None, Some("something else"), false),
+            Some("request")
+        );
     }
 }

@@ -79,17 +79,18 @@ impl std::error::Error for VerifyError {}
 /// A trigger request that cannot be accepted, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The JSON field at fault.
-    pub field: &'static str,
+    /// The JSON field at fault (a path such as `filter.body.action` for a
+    /// nested one).
+    pub field: String,
     /// What is wrong with it, for a person.
     pub message: String,
 }
 
 impl ConfigError {
     /// A new error for `field`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }
@@ -102,3 +103,12 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl From<crate::filter::FilterError> for ConfigError {
+    fn from(e: crate::filter::FilterError) -> Self {
+        ConfigError {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}

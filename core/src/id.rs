@@ -20,6 +20,8 @@ pub const TRIGGER_PREFIX: &str = "trg_";
 pub const DELIVERY_PREFIX: &str = "dlv_";
 /// Prefix of run ids.
 pub const RUN_PREFIX: &str = "run_";
+/// The prefix of route ids.
+pub const ROUTE_PREFIX: &str = "rte_";
 
 const TRIGGER_RANDOM: usize = 10;
 const TRIGGER_MAC: usize = 10;
@@ -80,6 +82,11 @@ pub fn new_delivery_id(now: Timestamp, random: [u8; 10]) -> String {
 /// A new run id.
 pub fn new_run_id(now: Timestamp, random: [u8; 10]) -> String {
     time_ordered(RUN_PREFIX, now, random)
+}
+
+/// A new route id.
+pub fn new_route_id(now: Timestamp, random: [u8; 10]) -> String {
+    time_ordered(ROUTE_PREFIX, now, random)
 }
 
 /// Whether `id` has the shape of an id with `prefix` (used to answer 404

@@ -207,6 +207,8 @@ pub enum IgnoreReason {
     TriggerDisabled,
     /// The event type is not in the trigger's `event_types`.
     EventTypeFiltered,
+    /// The trigger has routes and the delivery matches none of them.
+    NoRouteMatched,
 }
 
 impl IgnoreReason {
@@ -215,6 +217,7 @@ impl IgnoreReason {
         match self {
             IgnoreReason::TriggerDisabled => "trigger_disabled",
             IgnoreReason::EventTypeFiltered => "event_type_filtered",
+            IgnoreReason::NoRouteMatched => "no_route_matched",
         }
     }
 }

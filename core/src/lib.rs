@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod limit;
 pub mod provider;
 pub mod query;
+pub mod route;
 pub mod run;
 pub mod secret;
 pub mod time;

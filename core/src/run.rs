@@ -37,6 +37,8 @@ pub enum RunStatus {
     Delivered,
     /// Every attempt failed.
     Failed,
+    /// Its route is paused: kept, not attempted, until the route resumes.
+    Held,
 }
 
 impl RunStatus {
@@ -46,6 +48,7 @@ impl RunStatus {
             RunStatus::Queued => "queued",
             RunStatus::Delivered => "delivered",
             RunStatus::Failed => "failed",
+            RunStatus::Held => "held",
         }
     }
 
@@ -55,13 +58,14 @@ impl RunStatus {
             "queued" => Some(RunStatus::Queued),
             "delivered" => Some(RunStatus::Delivered),
             "failed" => Some(RunStatus::Failed),
+            "held" => Some(RunStatus::Held),
             _ => None,
         }
     }
 
     /// Whether nothing more will happen to the run.
     pub fn is_final(self) -> bool {
-        !matches!(self, RunStatus::Queued)
+        matches!(self, RunStatus::Delivered | RunStatus::Failed)
     }
 }
 
@@ -134,6 +138,9 @@ pub enum Claim {
         /// When the run becomes due.
         at: Timestamp,
     },
+    /// The run is held (its route is paused): drop the message; resuming
+    /// the route sends a new one.
+    Held,
     /// Every attempt was claimed and the last one's lease ended with no
     /// report (the consumer died while sending, perhaps because of this very
     /// run): fail it with [`exhaust`] and dead-letter it, rather than grant
@@ -146,6 +153,9 @@ pub enum Claim {
 pub fn claim(state: &RunState, now: Timestamp, lease_seconds: i64, max_attempts: u32) -> Claim {
     if state.status.is_final() {
         return Claim::Done;
+    }
+    if state.status == RunStatus::Held {
+        return Claim::Held;
     }
     if state.lease_until.is_some_and(|l| l > now) {
         return Claim::InFlight;
@@ -183,6 +193,34 @@ pub fn exhaust(state: &RunState) -> RunState {
     RunState {
         status: RunStatus::Failed,
         lease_until: None,
+        resends: 0,
+        resend_after: None,
+        ..*state
+    }
+}
+
+/// The state of a run whose route paused: kept, with no attempt in flight
+/// and no alarm, until [`release`].
+pub fn hold(state: &RunState) -> RunState {
+    RunState {
+        status: RunStatus::Held,
+        lease_until: None,
+        resends: 0,
+        resend_after: None,
+        ..*state
+    }
+}
+
+/// The state of a held run when its route resumes: due at `now`, with its
+/// attempts so far still counted.
+pub fn release(state: &RunState, now: Timestamp) -> RunState {
+    if state.status != RunStatus::Held {
+        return *state;
+    }
+    RunState {
+        status: RunStatus::Queued,
+        lease_until: None,
+        next_attempt_at: now,
         resends: 0,
         resend_after: None,
         ..*state
@@ -243,7 +281,8 @@ pub fn settle(
     now: Timestamp,
     policy: RetryPolicy,
 ) -> Settlement {
-    if state.status.is_final() || attempt != state.attempts || state.lease_until.is_none() {
+    if state.status != RunStatus::Queued || attempt != state.attempts || state.lease_until.is_none()
+    {
         return Settlement::Stale;
     }
     if outcome.is_success() {
@@ -298,7 +337,7 @@ pub fn apply_settlement(state: &RunState, settlement: Settlement) -> RunState {
 /// both cases never before the spacing of its last re-send has passed. `None` for a
 /// final run.
 pub fn recheck_at(state: &RunState) -> Option<Timestamp> {
-    if state.status.is_final() {
+    if state.status != RunStatus::Queued {
         return None;
     }
     let due = match state.lease_until {
@@ -462,6 +501,28 @@ mod tests {
         assert_eq!(failed.status, RunStatus::Failed);
         assert_eq!(failed.attempts, POLICY.max_attempts);
         assert_eq!(claim(&failed, now, 45, POLICY.max_attempts), Claim::Done);
+    }
+
+    #[test]
+    fn a_held_run_is_not_attempted_nor_rechecked_until_released() {
+        let s = RunState::new(T0);
+        let (leased, a) = claimed(&s, T0);
+        // The route pauses while attempt 1 is in flight; it fails.
+        let st = settle(&leased, a, &err500(), T0, POLICY);
+        let retry = apply_settlement(&leased, st);
+        let held = hold(&retry);
+        assert_eq!(held.status, RunStatus::Held);
+        assert!(!held.status.is_final());
+        assert_eq!(claim(&held, T0.plus_secs(999), 45, 3), Claim::Held);
+        assert_eq!(recheck_at(&held), None, "no alarm for a held run");
+        assert_eq!(settle(&held, a, &ok(), T0, POLICY), Settlement::Stale);
+        let later = T0.plus_secs(5000);
+        let released = release(&held, later);
+        assert_eq!(released.status, RunStatus::Queued);
+        assert_eq!(released.attempts, 1, "attempts so far still count");
+        let (_, a2) = claimed(&released, later);
+        assert_eq!(a2, 2);
+        assert_eq!(release(&RunState::new(T0), later), RunState::new(T0));
     }
 
     #[test]

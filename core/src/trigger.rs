@@ -253,7 +253,7 @@ pub struct BulkReplay {
 pub const MAX_BULK_REPLAY: u32 = 500;
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
 where
     T: Deserialize<'de>,
     D: Deserializer<'de>,
@@ -261,7 +261,7 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
-fn check_range<T: PartialOrd + std::fmt::Display>(
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
     field: &'static str,
     v: T,
     min: T,
@@ -276,7 +276,7 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
     Ok(v)
 }
 
-fn check_name(name: &str) -> Result<String, ConfigError> {
+pub(crate) fn check_name(name: &str) -> Result<String, ConfigError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Err(ConfigError::new(
@@ -313,7 +313,7 @@ pub fn check_target_url(raw: &str) -> Result<String, ConfigError> {
     Ok(url.to_string())
 }
 
-fn check_event_types(types: Vec<String>) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn check_event_types(types: Vec<String>) -> Result<Vec<String>, ConfigError> {
     if types.len() > MAX_EVENT_TYPES {
         return Err(ConfigError::new(
             "event_types",
@@ -336,7 +336,7 @@ fn check_event_types(types: Vec<String>) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
-fn check_header_name(field: &'static str, raw: &str) -> Result<String, ConfigError> {
+pub(crate) fn check_header_name(field: &'static str, raw: &str) -> Result<String, ConfigError> {
     let ok = !raw.is_empty()
         && raw.len() <= 100
         && raw

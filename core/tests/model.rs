@@ -43,6 +43,11 @@ enum Op {
     DeadLetterSent(usize),
     Retention,
     Wait(u32),
+    /// The route pauses: its idle queued runs are held, and so is any run
+    /// whose attempt fails while it is paused.
+    Pause,
+    /// The route resumes: held runs are released.
+    Resume,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -57,6 +62,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..64).prop_map(Op::DeadLetterSent),
         1 => Just(Op::Retention),
         2 => prop_oneof![1u32..30, 30u32..600, 3_000u32..100_000].prop_map(Op::Wait),
+        1 => Just(Op::Pause),
+        1 => Just(Op::Resume),
     ]
 }
 
@@ -88,6 +95,7 @@ struct Model {
     now: Timestamp,
     deliveries: Vec<Option<Delivery>>,
     runs: Vec<Run>,
+    paused: bool,
 }
 
 impl Model {
@@ -103,6 +111,7 @@ impl Model {
             now: Timestamp::from_secs(1_700_000_000),
             deliveries: Vec::new(),
             runs: Vec::new(),
+            paused: false,
         }
     }
 
@@ -129,9 +138,15 @@ impl Model {
         let mut d = d;
         if with_run {
             d.run = Some(self.runs.len());
+            let fresh = RunState::new(self.now);
             self.runs.push(Run {
                 delivery: id,
-                state: RunState::new(self.now),
+                // A run of a paused route is stored held.
+                state: if self.paused {
+                    run::hold(&fresh)
+                } else {
+                    fresh
+                },
                 successes: 0,
                 dispatches: 0,
                 dlq_pending: false,
@@ -230,6 +245,7 @@ impl Model {
                         r.dispatches += 1;
                     }
                     Claim::Done => assert!(state.status.is_final()),
+                    Claim::Held => assert_eq!(state.status, RunStatus::Held),
                     Claim::Exhausted => {
                         assert!(state.attempts >= POLICY.max_attempts);
                         let r = &mut self.runs[run];
@@ -267,7 +283,27 @@ impl Model {
                     r.dlq_pending = true;
                 }
                 r.state = run::apply_settlement(&state, settlement);
+                if self.paused && matches!(settlement, Settlement::Retry { .. }) {
+                    r.state = run::hold(&r.state);
+                }
                 self.mirror(run);
+            }
+            Op::Pause => {
+                self.paused = true;
+                let now = self.now;
+                for r in self.runs.iter_mut().filter(|r| !r.deleted) {
+                    let idle = r.state.lease_until.is_none_or(|l| l <= now);
+                    if r.state.status == RunStatus::Queued && idle {
+                        r.state = run::hold(&r.state);
+                    }
+                }
+            }
+            Op::Resume => {
+                self.paused = false;
+                let now = self.now;
+                for r in self.runs.iter_mut().filter(|r| !r.deleted) {
+                    r.state = run::release(&r.state, now);
+                }
             }
             Op::Alarm => {
                 let now = self.now;
@@ -362,6 +398,10 @@ impl Model {
             if r.state.status == RunStatus::Delivered {
                 assert_eq!(r.successes, 1);
             }
+            if r.state.status == RunStatus::Held {
+                assert!(self.paused, "a run is held only while its route is paused");
+                assert_eq!(run::recheck_at(&r.state), None, "a held run needs no alarm");
+            }
             if r.state.status == RunStatus::Failed {
                 assert!(
                     r.dlq_pending || r.dead_lettered,
@@ -370,7 +410,7 @@ impl Model {
             }
             // Re-sends of an unclaimed run are spaced: no more than the
             // bound since it became due.
-            if !r.state.status.is_final() {
+            if r.state.status == RunStatus::Queued {
                 let since = (self.now.millis() - r.state.next_attempt_at.millis()) / 1000;
                 assert!(r.state.resends <= run::max_resends_within(since.max(0)));
             }

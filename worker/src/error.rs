@@ -23,7 +23,7 @@ pub enum ApiError {
         /// A sentence for a person.
         message: String,
         /// The offending field, when there is one.
-        field: Option<&'static str>,
+        field: Option<String>,
     },
     /// 401: no or wrong bearer token.
     Unauthorized,
@@ -173,7 +173,7 @@ impl From<edgehook_core::ConfigError> for ApiError {
         ApiError::BadRequest {
             code: "invalid_request",
             message: err.to_string(),
-            field: Some(err.field),
+            field: Some(err.field.into()),
         }
     }
 }
@@ -183,7 +183,7 @@ impl From<edgehook_core::query::QueryError> for ApiError {
         ApiError::BadRequest {
             code: "invalid_request",
             message: err.message,
-            field: Some(err.field),
+            field: Some(err.field.into()),
         }
     }
 }

@@ -112,7 +112,7 @@ impl Trigger {
         let field_error = |field: &'static str, message: String| ApiError::BadRequest {
             code: "invalid_request",
             message,
-            field: Some(field),
+            field: Some(field.into()),
         };
         let limit = filter
             .limit
