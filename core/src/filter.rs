@@ -163,6 +163,27 @@ impl FilterInput {
     }
 }
 
+/// Substrings of query parameter names whose values are not stored.
+const SECRET_PARAM_PARTS: &[&str] = &[
+    "token", "key", "secret", "sig", "password", "auth", "code", "session",
+];
+
+/// A query string as the ledger keeps it: values of parameters whose names
+/// look like credentials are replaced by `[redacted]`, so a token passed in a
+/// webhook URL never reaches a response.
+pub fn redact_query(query: &str) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let lower = k.to_ascii_lowercase();
+        if SECRET_PARAM_PARTS.iter().any(|p| lower.contains(p)) {
+            out.append_pair(&k, crate::headers::REDACTED);
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
+}
+
 /// The body as a filter sees it.
 fn body_value(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {

@@ -380,6 +380,19 @@ impl Lazy<'_> {
     }
 }
 
+/// A stored delivery's event type, read again from its headers and body the
+/// way ingest read it (with the action, which the ledger does not keep), for
+/// filter backtests.
+pub fn stored_event(
+    trigger: &TriggerConfig,
+    headers: &crate::headers::HeaderList,
+    body: &[u8],
+) -> EventType {
+    let payload = provider::parse_body(trigger.provider, headers.get("content-type"), body)
+        .unwrap_or(provider::Payload::Opaque);
+    provider::event_type(trigger.provider, trigger.key_sources(), headers, &payload)
+}
+
 /// Orders routes as their runs are enqueued: priority, then age, then id.
 pub fn sort(routes: &mut [RouteConfig]) {
     routes

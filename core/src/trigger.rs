@@ -313,7 +313,8 @@ pub fn check_target_url(raw: &str) -> Result<String, ConfigError> {
     Ok(url.to_string())
 }
 
-pub(crate) fn check_event_types(types: Vec<String>) -> Result<Vec<String>, ConfigError> {
+/// Checks an `event_types` list: bounded, each entry printable.
+pub fn check_event_types(types: Vec<String>) -> Result<Vec<String>, ConfigError> {
     if types.len() > MAX_EVENT_TYPES {
         return Err(ConfigError::new(
             "event_types",

@@ -7,13 +7,14 @@
 //! touched, so an unknown id is a 404 without creating state.
 
 use edgehook_core::api::{TriggerList, TriggerView};
-use edgehook_core::id::{is_issued_trigger_id, looks_like, mint_trigger_id, DELIVERY_PREFIX};
+use edgehook_core::id::{
+    is_issued_trigger_id, looks_like, mint_trigger_id, DELIVERY_PREFIX, ROUTE_PREFIX, RUN_PREFIX,
+};
 use edgehook_core::trigger::{TriggerConfig, TriggerCreate};
 use worker::{console_error, Env, Headers, Method, Request, Response};
 
-use crate::edge::{base_url, forwardable_headers};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{self, random};
+use crate::http::{self, base_url, forwardable_headers, random};
 use crate::{keys, wire};
 
 /// The OpenAPI 3.1 document of this API.
@@ -78,6 +79,25 @@ pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Res
                 (["changes"], _) => return Err(ApiError::MethodNotAllowed("GET")),
                 (["replay"], Method::Post) => "/replay".to_string(),
                 (["replay"], _) => return Err(ApiError::MethodNotAllowed("POST")),
+                (["routes"], Method::Get | Method::Post) => "/routes".to_string(),
+                (["routes"], _) => return Err(ApiError::MethodNotAllowed("GET, POST")),
+                (["routes", r], Method::Get | Method::Patch | Method::Delete) => route_path(r, "")?,
+                (["routes", _], _) => return Err(ApiError::MethodNotAllowed("GET, PATCH, DELETE")),
+                (["routes", r, action @ ("pause" | "resume")], Method::Post) => {
+                    route_path(r, &format!("/{action}"))?
+                }
+                (["routes", _, "pause" | "resume"], _) => {
+                    return Err(ApiError::MethodNotAllowed("POST"))
+                }
+                (["filters", "test"], Method::Post) => "/filters/test".to_string(),
+                (["filters", "test"], _) => return Err(ApiError::MethodNotAllowed("POST")),
+                (["runs", r], Method::Get) => {
+                    if !looks_like(RUN_PREFIX, r) {
+                        return Err(ApiError::NotFound("run"));
+                    }
+                    format!("/runs/{r}")
+                }
+                (["runs", _], _) => return Err(ApiError::MethodNotAllowed("GET")),
                 (["rejections"], Method::Get) => "/rejections".to_string(),
                 (["rejections"], _) => return Err(ApiError::MethodNotAllowed("GET")),
                 _ => return Err(ApiError::NotFound("route")),
@@ -86,6 +106,13 @@ pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Res
         }
         _ => Err(ApiError::NotFound("route")),
     }
+}
+
+fn route_path(route_id: &str, suffix: &str) -> ApiResult<String> {
+    if !looks_like(ROUTE_PREFIX, route_id) {
+        return Err(ApiError::NotFound("route"));
+    }
+    Ok(format!("/routes/{route_id}{suffix}"))
 }
 
 fn delivery_path(delivery_id: &str, suffix: &str) -> ApiResult<String> {

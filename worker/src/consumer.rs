@@ -131,27 +131,55 @@ async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
     }
     let bytes = resp.bytes().await?;
     let (answer, body) = wire::unframe::<ClaimAnswer>(&bytes)?;
-    let (attempt, delivery_id, target_url, timeout_seconds, headers) = match answer {
-        ClaimAnswer::Drop => return Ok(Next::Ack),
-        ClaimAnswer::Later { delay_seconds } => return Ok(Next::RetryIn(delay_seconds.max(1))),
-        ClaimAnswer::Dispatch {
-            attempt,
-            delivery_id,
-            target_url,
-            timeout_seconds,
-            headers,
-        } => (attempt, delivery_id, target_url, timeout_seconds, headers),
+    let ClaimAnswer::Dispatch {
+        attempt,
+        delivery_id,
+        target_url,
+        timeout_seconds,
+        headers,
+        route_id,
+        extra_headers,
+        not_before_ms,
+    } = answer
+    else {
+        return Ok(match answer {
+            ClaimAnswer::Later { delay_seconds } => Next::RetryIn(delay_seconds.max(1)),
+            _ => Next::Ack,
+        });
     };
+    // The route's rate limit gave this attempt a slot (at most a few
+    // seconds away): wait for it.
+    if let Some(at) = not_before_ms {
+        let wait = at - http::now().millis();
+        if wait > 0 {
+            Delay::from(Duration::from_millis(wait as u64)).await;
+        }
+    }
     let id = AttemptId {
         trigger_id: &msg.trigger_id,
         delivery_id: &delivery_id,
         run_id: &msg.run_id,
+        route_id: route_id.as_deref(),
         attempt,
     };
-    let outbound = outbound_headers(&headers, id, key, http::now().secs(), body);
-    let outcome = send(&target_url, &outbound, body, timeout_seconds).await;
-    let report = serde_json::to_vec(&Report { attempt, outcome })
-        .map_err(|e| ApiError::internal("report json", e))?;
+    let started = http::now();
+    let outbound = outbound_headers(&headers, &extra_headers, id, key, started.secs(), body);
+    let sent = send(&target_url, &outbound, body, timeout_seconds).await;
+    let duration_ms = (http::now().millis() - started.millis()).max(0) as u64;
+    let report = serde_json::to_vec(&Report {
+        attempt,
+        error_class: edgehook_core::dispatch::error_class(
+            sent.outcome.status,
+            sent.outcome.error.as_deref(),
+            sent.timed_out,
+        )
+        .map(str::to_string),
+        outcome: sent.outcome,
+        started_at_ms: Some(started.millis()),
+        duration_ms: Some(duration_ms),
+        response_excerpt: sent.excerpt,
+    })
+    .map_err(|e| ApiError::internal("report json", e))?;
     // A lost report would make the alarm send the run again after its lease;
     // try a few times before leaving it to that.
     let path = format!("/runs/{}/report", msg.run_id);
@@ -175,17 +203,48 @@ async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
     Ok(Next::Ack)
 }
 
+/// What one attempt produced.
+struct Sent {
+    outcome: AttemptOutcome,
+    timed_out: bool,
+    excerpt: Option<String>,
+}
+
+/// Reads at most `RESPONSE_EXCERPT_BYTES` of a response body, as text.
+async fn excerpt(resp: &mut worker::Response) -> Option<String> {
+    use futures_util::StreamExt;
+    let max = edgehook_core::dispatch::RESPONSE_EXCERPT_BYTES;
+    let mut stream = resp.stream().ok()?;
+    let mut out = Vec::new();
+    while out.len() < max {
+        match stream.next().await {
+            Some(Ok(chunk)) => out.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    // The rest is not read: dropping the stream cancels it.
+    out.truncate(max);
+    if out.is_empty() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// POSTs one attempt, with a timeout. Redirects are not followed: a 3xx is a
-/// failed attempt, as the target's address should be fixed in the trigger.
+/// failed attempt, as the target's address should be fixed in the route.
 async fn send(
     url: &str,
     headers: &edgehook_core::HeaderList,
     body: &[u8],
     timeout_seconds: u32,
-) -> AttemptOutcome {
-    let failed = |error: String| AttemptOutcome {
-        status: None,
-        error: Some(error),
+) -> Sent {
+    let failed = |error: String| Sent {
+        outcome: AttemptOutcome {
+            status: None,
+            error: Some(error),
+        },
+        timed_out: false,
+        excerpt: None,
     };
     let h = Headers::new();
     for (name, value) in headers.iter() {
@@ -208,14 +267,32 @@ async fn send(
     let timeout = Box::pin(Delay::from(Duration::from_secs(u64::from(timeout_seconds))));
     let result = select(fetch, timeout).await;
     match result {
-        Either::Left((Ok(resp), _)) => AttemptOutcome {
-            status: Some(resp.status_code()),
-            error: None,
-        },
+        Either::Left((Ok(mut resp), _)) => {
+            let status = resp.status_code();
+            // The excerpt is bounded in time too: a target that answers and
+            // then trickles its body does not hold the consumer.
+            let read = Box::pin(excerpt(&mut resp));
+            let limit = Box::pin(Delay::from(Duration::from_secs(2)));
+            let excerpt = match select(read, limit).await {
+                Either::Left((e, _)) => e,
+                Either::Right(_) => None,
+            };
+            Sent {
+                outcome: AttemptOutcome {
+                    status: Some(status),
+                    error: None,
+                },
+                timed_out: false,
+                excerpt,
+            }
+        }
         Either::Left((Err(e), _)) => failed(format!("request failed: {e}")),
         Either::Right(_) => {
             controller.abort();
-            failed(format!("timed out after {timeout_seconds}s"))
+            Sent {
+                timed_out: true,
+                ..failed(format!("timed out after {timeout_seconds}s"))
+            }
         }
     }
 }

@@ -11,10 +11,10 @@
 use edgehook_core::id::is_issued_trigger_id;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use serde_json::json;
-use worker::{Env, Headers, Method, Request, Response};
+use worker::{Env, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{self, INTERNAL_PREFIX};
+use crate::http::{self, forwardable_headers};
 use crate::{admin, keys, wire};
 
 /// Handles one request to the Worker.
@@ -29,28 +29,6 @@ pub async fn handle(req: Request, env: Env) -> ApiResult<Response> {
         [""] | ["healthz"] => Ok(http::json(200, &json!({"ok": true, "service": "edgehook"}))),
         _ => Err(ApiError::NotFound("route")),
     }
-}
-
-/// The public origin for ingress URLs.
-pub fn base_url(req: &Request, env: &Env) -> String {
-    if let Some(base) = keys::public_base_url(env) {
-        return base;
-    }
-    match req.url() {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Copies client headers, dropping any that pose as internal ones.
-pub fn forwardable_headers(req: &Request) -> Headers {
-    let out = Headers::new();
-    for (name, value) in req.headers().entries() {
-        if !name.to_ascii_lowercase().starts_with(INTERNAL_PREFIX) {
-            let _ = out.append(&name, &value);
-        }
-    }
-    out
 }
 
 /// The binding that limits each client IP across all triggers.
@@ -98,10 +76,15 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     let headers = forwardable_headers(&req);
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     let stub = wire::trigger_stub(env, id)?;
+    // The query string goes along: route filters may match on it.
+    let path = match req.url()?.query() {
+        Some(q) if !q.is_empty() => format!("/ingest?{q}"),
+        _ => "/ingest".to_string(),
+    };
     wire::call_with_streamed_body(
         &stub,
         Method::Post,
-        "/ingest",
+        &path,
         headers,
         &mut req,
         MAX_BODY_BYTES_LIMIT,

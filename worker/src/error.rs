@@ -173,7 +173,7 @@ impl From<edgehook_core::ConfigError> for ApiError {
         ApiError::BadRequest {
             code: "invalid_request",
             message: err.to_string(),
-            field: Some(err.field.into()),
+            field: Some(err.field),
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Request, Response};
+use worker::{Env, Headers, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -188,4 +188,26 @@ pub fn random<const N: usize>() -> ApiResult<[u8; N]> {
     let mut buf = [0u8; N];
     getrandom::getrandom(&mut buf).map_err(|e| ApiError::internal("random", e))?;
     Ok(buf)
+}
+
+/// The public origin for ingress URLs.
+pub fn base_url(req: &Request, env: &Env) -> String {
+    if let Some(base) = crate::keys::public_base_url(env) {
+        return base;
+    }
+    match req.url() {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Copies client headers, dropping any that pose as internal ones.
+pub fn forwardable_headers(req: &Request) -> Headers {
+    let out = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !name.to_ascii_lowercase().starts_with(INTERNAL_PREFIX) {
+            let _ = out.append(&name, &value);
+        }
+    }
+    out
 }

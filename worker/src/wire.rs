@@ -85,6 +85,15 @@ pub enum ClaimAnswer {
         timeout_seconds: u32,
         /// Stored (redacted) request headers.
         headers: edgehook_core::HeaderList,
+        /// The run's route, if it has one.
+        #[serde(default)]
+        route_id: Option<String>,
+        /// The route's extra headers.
+        #[serde(default)]
+        extra_headers: std::collections::BTreeMap<String, String>,
+        /// Not before this time (ms): the slot the route's rate limit gave.
+        #[serde(default)]
+        not_before_ms: Option<i64>,
     },
     /// Final, gone, or someone else's: drop the message.
     Drop,
@@ -102,6 +111,18 @@ pub struct Report {
     pub attempt: u32,
     /// The outcome.
     pub outcome: edgehook_core::run::AttemptOutcome,
+    /// When the request started (ms).
+    #[serde(default)]
+    pub started_at_ms: Option<i64>,
+    /// How long it took.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// The failure's class (`edgehook_core::dispatch::error_class`).
+    #[serde(default)]
+    pub error_class: Option<String>,
+    /// The start of the target's response body.
+    #[serde(default)]
+    pub response_excerpt: Option<String>,
 }
 
 /// Frames `meta` and `body`.

@@ -721,3 +721,16 @@ fn evaluation_is_total() {
     );
     assert!(f.matches(&input));
 }
+
+#[test]
+fn secret_looking_query_values_are_redacted() {
+    let q = redact_query("env=prod&token=abc123&api_key=k&X-Signature=s&team=a%20b");
+    assert!(
+        !q.contains("abc123") && !q.contains("=k&") && !q.contains("=s&"),
+        "{q}"
+    );
+    assert!(q.contains("env=prod") && q.contains("team=a+b"), "{q}");
+    let input = FilterInput::new(&HeaderList::new(), b"", &format!("/hooks/t?{q}"));
+    let f = Filter::parse(&json!({"query": {"env": "prod", "team": "a b"}})).expect("ok");
+    assert!(f.matches(&input));
+}

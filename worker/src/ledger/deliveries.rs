@@ -41,8 +41,10 @@ pub struct NewDelivery<'a> {
     pub headers: &'a HeaderList,
     /// The body's size as received, when only an excerpt is stored.
     pub received_bytes: Option<u64>,
-    /// The run, if the delivery gets one.
+    /// The run, if the delivery gets one (its first, when it has several).
     pub run_id: Option<&'a str>,
+    /// The query string it arrived with (secret-looking values redacted).
+    pub query: Option<&'a str>,
 }
 
 /// One delivery row joined with its run.
@@ -72,6 +74,7 @@ struct Row {
     r_created_at: Option<i64>,
     r_updated_at: Option<i64>,
     r_resends: Option<i64>,
+    r_route_id: Option<String>,
 }
 
 const ROW_SELECT: &str =
@@ -80,7 +83,8 @@ const ROW_SELECT: &str =
     d.body_bytes, d.body_truncated, d.run_id, r.status AS r_status, r.attempts AS r_attempts,
     r.next_attempt_at AS r_next_attempt_at, r.last_error AS r_last_error,
     r.last_status_code AS r_last_status_code, r.dead_lettered_at AS r_dead_lettered_at,
-    r.created_at AS r_created_at, r.updated_at AS r_updated_at, r.resends AS r_resends
+    r.created_at AS r_created_at, r.updated_at AS r_updated_at, r.resends AS r_resends,
+    r.route_id AS r_route_id
     FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id";
 
 impl Ledger {
@@ -136,8 +140,8 @@ impl Ledger {
             "insert delivery",
             "INSERT INTO deliveries (id, seq, received_at, status, dedupe_key, attempt_count,
                 signature_status, matched_secret, event_type, replayed_from, replay_key, reason,
-                headers, body_bytes, run_id, body_truncated, stored_bytes)
-             VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                headers, body_bytes, run_id, body_truncated, stored_bytes, query)
+             VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 s(d.id),
                 i(seq),
@@ -155,6 +159,7 @@ impl Ledger {
                 opt(d.run_id),
                 i(i64::from(received > body.len() as u64)),
                 i(size as i64),
+                opt(d.query),
             ],
         )?;
         self.add_to_counter(STORED_BYTES, size as i64)?;
@@ -165,17 +170,6 @@ impl Ledger {
                 vec![s(d.id), i(idx as i64), V::Blob(chunk.to_vec())],
             )?;
         }
-        Ok(())
-    }
-
-    /// Inserts a new queued run.
-    pub fn insert_run(&self, run_id: &str, delivery_id: &str, now: Timestamp) -> ApiResult<()> {
-        self.exec(
-            "insert run",
-            "INSERT INTO runs (id, delivery_id, status, attempts, next_attempt_at, created_at, updated_at)
-             VALUES (?, ?, 'queued', 0, ?, ?, ?)",
-            vec![s(run_id), s(delivery_id), i(now.millis()), i(now.millis()), i(now.millis())],
-        )?;
         Ok(())
     }
 
@@ -274,6 +268,7 @@ impl Ledger {
                 let status = RunStatus::parse(status).unwrap_or(RunStatus::Failed);
                 Some(RunView {
                     run_id: run_id.clone(),
+                    route_id: row.r_route_id.clone(),
                     status,
                     attempts: row.r_attempts.unwrap_or(0).max(0) as u32,
                     last_error: row.r_last_error.clone(),
@@ -291,11 +286,12 @@ impl Ledger {
             }
             _ => None,
         };
-        let (headers, raw_body) = if full {
+        let (headers, raw_body, runs) = if full {
             let headers = self.parse_headers(&row.headers)?;
-            (Some(headers), Some(b64(&self.body(&row.id)?)))
+            let runs = self.run_details(&row.id)?;
+            (Some(headers), Some(b64(&self.body(&row.id)?)), Some(runs))
         } else {
-            (None, None)
+            (None, None, None)
         };
         Ok(Delivery {
             delivery_id: row.id,
@@ -312,6 +308,7 @@ impl Ledger {
             body_bytes: row.body_bytes.max(0) as u64,
             body_truncated: row.body_truncated != 0,
             run,
+            runs,
             headers,
             raw_body,
         })
@@ -411,5 +408,67 @@ impl Ledger {
             out.push(Change { seq, delivery });
         }
         Ok((out, more))
+    }
+}
+
+/// A stored delivery as a filter backtest sees it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Candidate {
+    /// `dlv_…`.
+    pub id: String,
+    /// Stored headers (JSON).
+    pub headers: String,
+    /// The query string it arrived with.
+    pub query: Option<String>,
+}
+
+impl Ledger {
+    /// Stored deliveries a filter backtest evaluates, newest first: every
+    /// genuine one (not rejected, not a replay) in the time range.
+    pub fn filter_candidates(
+        &self,
+        after: Option<Timestamp>,
+        before: Option<Timestamp>,
+        limit: u32,
+    ) -> ApiResult<Vec<Candidate>> {
+        let mut query = String::from(
+            "SELECT id, headers, query FROM deliveries
+             WHERE status != 'rejected' AND replayed_from IS NULL",
+        );
+        let mut args = Vec::new();
+        if let Some(t) = after {
+            query.push_str(" AND received_at >= ?");
+            args.push(i(t.millis()));
+        }
+        if let Some(t) = before {
+            query.push_str(" AND received_at < ?");
+            args.push(i(t.millis()));
+        }
+        query.push_str(" ORDER BY received_at DESC, id DESC LIMIT ?");
+        args.push(i(i64::from(limit)));
+        self.rows("filter candidates", &query, args)
+    }
+
+    /// Stored headers parsed and redacted, as everything that reads them
+    /// sees them.
+    pub fn stored_headers(&self, text: &str) -> ApiResult<HeaderList> {
+        self.parse_headers(text)
+    }
+
+    /// The query string a delivery arrived with.
+    pub fn query_of(&self, delivery_id: &str) -> ApiResult<Option<String>> {
+        #[derive(Deserialize)]
+        struct Q {
+            query: Option<String>,
+        }
+        Ok(self
+            .rows::<Q>(
+                "read query",
+                "SELECT query FROM deliveries WHERE id = ?",
+                vec![s(delivery_id)],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|q| q.query))
     }
 }

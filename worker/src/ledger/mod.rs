@@ -23,11 +23,15 @@ use worker::{SqlStorage, SqlStorageValue as V};
 
 use crate::error::{ApiError, ApiResult};
 
+mod attempts;
 mod deliveries;
 mod retention;
+mod routes;
 mod runs;
 
+pub use attempts::AttemptResult;
 pub use deliveries::NewDelivery;
+pub use runs::{NewRun, RunRow};
 
 /// Raw bodies are stored in chunks below SQLite's 2 MB value limit.
 const BODY_CHUNK: usize = 1_000_000;
@@ -111,6 +115,44 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (scope, key)
     )",
+], &[
+    // Routes: each trigger's destinations, with their pause state, breaker
+    // count and the next free slot of their rate limit.
+    "CREATE TABLE IF NOT EXISTS routes (
+        id TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        paused_at INTEGER,
+        paused_reason TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        next_grant_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    // A run belongs to a route (NULL for a trigger without routes); the
+    // rate limit's wait is remembered until the attempt starts.
+    "ALTER TABLE runs ADD COLUMN route_id TEXT",
+    "ALTER TABLE runs ADD COLUMN rate_limited_since INTEGER",
+    "CREATE INDEX IF NOT EXISTS runs_delivery ON runs (delivery_id)",
+    "CREATE INDEX IF NOT EXISTS runs_route ON runs (route_id, status)",
+    // The query string a delivery arrived with (secret-looking values
+    // redacted), for filters on `query`.
+    "ALTER TABLE deliveries ADD COLUMN query TEXT",
+    // Every dispatch attempt: appended at its claim, completed by its report.
+    "CREATE TABLE IF NOT EXISTS attempts (
+        run_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        delivery_id TEXT NOT NULL,
+        route_id TEXT,
+        started_at INTEGER NOT NULL,
+        duration_ms INTEGER,
+        status_code INTEGER,
+        error TEXT,
+        error_message TEXT,
+        response_excerpt TEXT,
+        rate_limited_ms INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, attempt)
+    )",
+    "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id)",
 ]];
 
 fn s(v: impl Into<String>) -> V {

@@ -13,14 +13,14 @@ impl Ledger {
         #[derive(Deserialize)]
         struct Id {
             id: String,
-            run_id: Option<String>,
             stored_bytes: i64,
         }
         let old = self.rows::<Id>(
             "retention",
-            "SELECT d.id, d.run_id, d.stored_bytes FROM deliveries d
+            "SELECT d.id, d.stored_bytes FROM deliveries d
              WHERE d.received_at < ? AND d.status != 'queued'
-               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.run_id AND r.dlq_pending = 1)
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.delivery_id = d.id
+                   AND (r.dlq_pending = 1 OR r.status IN ('queued', 'held')))
              ORDER BY d.received_at LIMIT ?",
             vec![i(cutoff.millis()), i(i64::from(batch))],
         )?;
@@ -31,9 +31,17 @@ impl Ledger {
                 "DELETE FROM bodies WHERE delivery_id = ?",
                 vec![s(&row.id)],
             )?;
-            if let Some(run) = &row.run_id {
-                self.exec("retention", "DELETE FROM runs WHERE id = ?", vec![s(run)])?;
-            }
+            // Attempts and runs go with their delivery.
+            self.exec(
+                "retention",
+                "DELETE FROM attempts WHERE delivery_id = ?",
+                vec![s(&row.id)],
+            )?;
+            self.exec(
+                "retention",
+                "DELETE FROM runs WHERE delivery_id = ?",
+                vec![s(&row.id)],
+            )?;
             self.exec(
                 "retention",
                 "DELETE FROM deliveries WHERE id = ?",

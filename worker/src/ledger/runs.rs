@@ -25,12 +25,30 @@ pub struct RunRow {
     /// Its delivery's stored body size, which the run message carries so
     /// the consumer can bound its memory.
     pub body_bytes: i64,
+    /// Its route, if the trigger has routes.
+    pub route_id: Option<String>,
+    /// Insertion order (SQLite's rowid): receive order within a route.
+    pub run_order: i64,
+    /// When a claim was first put off by the route's rate limit.
+    pub rate_limited_since: Option<i64>,
+}
+
+/// A run to insert with its delivery.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// `run_…`.
+    pub id: String,
+    /// Its route, if any.
+    pub route_id: Option<String>,
+    /// Stored held (its route is paused) rather than queued.
+    pub held: bool,
 }
 
 /// The columns of [`RunRow`].
-const RUN_COLUMNS: &str =
+pub(super) const RUN_COLUMNS: &str =
     "id, delivery_id, status, attempts, lease_until, next_attempt_at, resends, resend_after,
-    (SELECT d.body_bytes FROM deliveries d WHERE d.id = runs.delivery_id) AS body_bytes";
+    (SELECT d.body_bytes FROM deliveries d WHERE d.id = runs.delivery_id) AS body_bytes,
+    route_id, rowid AS run_order, rate_limited_since";
 
 impl RunRow {
     /// The state-machine view of this row.
@@ -78,7 +96,12 @@ impl Ledger {
                 s(&run.id),
             ],
         )?;
-        self.touch_delivery(&run.delivery_id, DeliveryStatus::of_run(state.status))
+        self.exec(
+            "claim run",
+            "UPDATE runs SET rate_limited_since = NULL WHERE id = ?",
+            vec![s(&run.id)],
+        )?;
+        self.touch_delivery(&run.delivery_id)
     }
 
     /// Records that the alarm re-sent a run's message (`state` is the run
@@ -93,7 +116,7 @@ impl Ledger {
                 s(&run.id),
             ],
         )?;
-        self.touch_delivery(&run.delivery_id, DeliveryStatus::of_run(state.status))
+        self.touch_delivery(&run.delivery_id)
     }
 
     /// Records a failed dead-letter send, so the alarm retries it after
@@ -138,7 +161,7 @@ impl Ledger {
                 s(&run.id),
             ],
         )?;
-        self.touch_delivery(&run.delivery_id, DeliveryStatus::of_run(state.status))
+        self.touch_delivery(&run.delivery_id)
     }
 
     /// Marks a run delivered without an attempt (a trigger with no target).
@@ -169,17 +192,120 @@ impl Ledger {
             "UPDATE runs SET dlq_pending = 0, dead_lettered_at = ?, updated_at = ? WHERE id = ?",
             vec![i(now.millis()), i(now.millis()), s(run_id)],
         )?;
-        self.touch_delivery(delivery_id, DeliveryStatus::Failed)
+        self.touch_delivery(delivery_id)
     }
 
-    fn touch_delivery(&self, delivery_id: &str, status: DeliveryStatus) -> ApiResult<()> {
+    /// Moves a delivery's change sequence and sets its status from all its
+    /// runs: `queued` while any is open (queued or held), else `failed` if
+    /// any failed, else `delivered`. A delivery without runs keeps its own.
+    pub(super) fn touch_delivery(&self, delivery_id: &str) -> ApiResult<()> {
         let seq = self.next_seq()?;
         self.exec(
             "touch delivery",
-            "UPDATE deliveries SET status = ?, seq = ? WHERE id = ?",
-            vec![s(status.as_str()), i(seq), s(delivery_id)],
+            "UPDATE deliveries SET seq = ?1, status = CASE
+                WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2 AND status IN ('queued', 'held'))
+                    THEN 'queued'
+                WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2 AND status = 'failed')
+                    THEN 'failed'
+                WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2) THEN 'delivered'
+                ELSE status END
+             WHERE id = ?2",
+            vec![i(seq), s(delivery_id)],
         )?;
         Ok(())
+    }
+
+    /// Inserts the runs of a new delivery, queued (or held) and due at `now`.
+    pub fn insert_runs(&self, delivery_id: &str, runs: &[NewRun], now: Timestamp) -> ApiResult<()> {
+        for r in runs {
+            self.exec(
+                "insert run",
+                "INSERT INTO runs (id, delivery_id, status, attempts, next_attempt_at, created_at, updated_at, route_id)
+                 VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                vec![
+                    s(&r.id),
+                    s(delivery_id),
+                    s(if r.held { "held" } else { "queued" }),
+                    i(now.millis()),
+                    i(now.millis()),
+                    i(now.millis()),
+                    opt(r.route_id.as_deref()),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records when a claim was first put off by the rate limit (kept if
+    /// already set), so the attempt's timeline shows the whole wait.
+    pub fn rate_limited(&self, run_id: &str, now: Timestamp) -> ApiResult<()> {
+        self.exec(
+            "rate limited",
+            "UPDATE runs SET rate_limited_since = COALESCE(rate_limited_since, ?) WHERE id = ?",
+            vec![i(now.millis()), s(run_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Holds a run (its route is paused): `state` is `run::hold`'s.
+    pub fn hold_run(&self, run: &RunRow, state: &RunState, now: Timestamp) -> ApiResult<()> {
+        self.settle_run(run, state, None, None, now)
+    }
+
+    /// The earliest open run of an ordered route that was created before
+    /// `run_order`: while one exists, the later run waits.
+    pub fn earlier_open_run(&self, route_id: &str, run_order: i64) -> ApiResult<Option<String>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        Ok(self
+            .rows::<Id>(
+                "earlier open run",
+                "SELECT id FROM runs WHERE route_id = ? AND rowid < ? AND status IN ('queued', 'held')
+                 ORDER BY rowid LIMIT 1",
+                vec![s(route_id), i(run_order)],
+            )?
+            .into_iter()
+            .next()
+            .map(|r| r.id))
+    }
+
+    /// The next queued run of a route, in receive order, with no attempt in
+    /// flight: what an ordered route sends after one finishes.
+    pub fn next_queued_run(&self, route_id: &str) -> ApiResult<Option<RunRow>> {
+        Ok(self
+            .rows::<RunRow>(
+                "next queued run",
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE route_id = ? AND status = 'queued'
+                     ORDER BY rowid LIMIT 1"
+                ),
+                vec![s(route_id)],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// Fails the open runs of a deleted route; returns them, for their dead
+    /// letters.
+    pub fn fail_route_runs(&self, route_id: &str, now: Timestamp) -> ApiResult<Vec<RunRow>> {
+        let open = self.rows::<RunRow>(
+            "route runs",
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE route_id = ? AND status IN ('queued', 'held')"
+            ),
+            vec![s(route_id)],
+        )?;
+        for r in &open {
+            let closed = RunState {
+                status: RunStatus::Failed,
+                lease_until: None,
+                ..r.state()
+            };
+            self.settle_run(r, &closed, Some("route deleted"), None, now)?;
+        }
+        Ok(open)
     }
 
     /// Queued runs the alarm should look at: an attempt whose lease has
@@ -257,5 +383,24 @@ impl Ledger {
         Ok(!self
             .rows::<One>("any delivery", "SELECT id FROM deliveries LIMIT 1", vec![])?
             .is_empty())
+    }
+}
+
+impl Ledger {
+    /// A delivery's run ids in enqueue order.
+    pub fn run_ids(&self, delivery_id: &str) -> ApiResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        Ok(self
+            .rows::<Id>(
+                "run ids",
+                "SELECT id FROM runs WHERE delivery_id = ? ORDER BY rowid",
+                vec![s(delivery_id)],
+            )?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
     }
 }

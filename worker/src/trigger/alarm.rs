@@ -44,10 +44,7 @@ impl Trigger {
             for r in &stale {
                 ledger.record_resend(r, &run::apply_resend(&r.state(), now))?;
             }
-            let runs: Vec<(String, u64)> = stale
-                .iter()
-                .map(|r| (r.id.clone(), r.body_bytes.max(0) as u64))
-                .collect();
+            let runs: Vec<Outgoing> = stale.iter().map(Outgoing::of).collect();
             self.enqueue(&cfg, &runs, 0).await;
         }
 

@@ -3,6 +3,28 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A run message to send.
+pub(super) struct Outgoing {
+    /// The run.
+    pub run_id: String,
+    /// Its delivery's body size.
+    pub body_bytes: u64,
+    /// Whether the consumer must claim and send it (it has a route); a run
+    /// without one is delivered once it is on the queue.
+    pub dispatch: bool,
+}
+
+impl Outgoing {
+    /// The message of a stored run.
+    pub fn of(r: &crate::ledger::RunRow) -> Outgoing {
+        Outgoing {
+            run_id: r.id.clone(),
+            body_bytes: r.body_bytes.max(0) as u64,
+            dispatch: r.route_id.is_some(),
+        }
+    }
+}
+
 /// A share of the object's body budget, given back when dropped.
 pub(super) struct BodyPermit<'a> {
     inflight: &'a Cell<u64>,
@@ -32,6 +54,31 @@ impl Trigger {
             }
             worker::Delay::from(std::time::Duration::from_millis(BODY_PERMIT_POLL_MS)).await;
         }
+    }
+
+    /// Stores a genuine delivery that gets no run, and answers 200 with the
+    /// reason.
+    async fn store_ignored(
+        &self,
+        cfg: &TriggerConfig,
+        d: &NewDelivery<'_>,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        self.ledger()
+            .insert_delivery(d, body, Some(cfg.storage_budget()))?;
+        let alarm = self.schedule_alarm(d.received_at.millis() + RETENTION_INTERVAL_MS)?;
+        Self::await_alarm(alarm).await?;
+        Ok(http::json(
+            200,
+            &json!({
+                "delivery_id": d.id,
+                "run_id": null,
+                "run_ids": [],
+                "status": "ignored",
+                "reason": d.reason,
+                "duplicate": false,
+            }),
+        ))
     }
 
     /// Handles one inbound request. The edge streams the body here unread,
@@ -77,7 +124,11 @@ impl Trigger {
         drop(permit);
         let body = body?;
         let rand_delivery = random::<10>()?;
-        let rand_run = random::<10>()?;
+        let query = req
+            .url()
+            .ok()
+            .and_then(|u| u.query().map(edgehook_core::filter::redact_query))
+            .filter(|q| !q.is_empty());
 
         // From here until the run is inserted and its alarm set: no `.await`.
         // The configuration is read again: it may have changed (or the
@@ -106,6 +157,7 @@ impl Trigger {
             headers: &stored_headers,
             received_bytes: None,
             run_id: None,
+            query: query.as_deref(),
         };
         match core_ingest::screen(&cfg, &inbound) {
             Screening::TooLarge { limit } => Err(ApiError::PayloadTooLarge { limit }),
@@ -186,18 +238,21 @@ impl Trigger {
                         ledger.bump_attempt(&holder.id)?;
                         let status =
                             DeliveryStatus::parse(&holder.status).unwrap_or(DeliveryStatus::Queued);
+                        let run_ids = ledger.run_ids(&holder.id)?;
                         Ok(http::json(
                             200,
                             &IngestAccepted {
                                 delivery_id: holder.id,
                                 run_id: holder.run_id,
+                                run_ids,
                                 status,
                                 duplicate: true,
                             },
                         ))
                     }
                     Decision::Ignore(reason) => {
-                        ledger.insert_delivery(
+                        self.store_ignored(
+                            &cfg,
                             &NewDelivery {
                                 status: DeliveryStatus::Ignored,
                                 dedupe_key: facts.dedupe_key.as_deref(),
@@ -207,46 +262,68 @@ impl Trigger {
                                 ..base
                             },
                             &body,
-                            Some(cfg.storage_budget()),
-                        )?;
-                        let alarm =
-                            self.schedule_alarm(received_at.millis() + RETENTION_INTERVAL_MS)?;
-                        Self::await_alarm(alarm).await?;
-                        Ok(http::json(
-                            200,
-                            &json!({
-                                "delivery_id": delivery_id,
-                                "run_id": null,
-                                "status": "ignored",
-                                "reason": reason.as_str(),
-                                "duplicate": false,
-                            }),
-                        ))
+                        )
+                        .await
                     }
                     Decision::Run => {
-                        let run_id = new_run_id(received_at, rand_run);
+                        let Some(runs) = self.plan_runs(
+                            &cfg,
+                            &facts.event,
+                            &stored_headers,
+                            &body,
+                            query.as_deref(),
+                            received_at,
+                        )?
+                        else {
+                            return self
+                                .store_ignored(
+                                    &cfg,
+                                    &NewDelivery {
+                                        status: DeliveryStatus::Ignored,
+                                        dedupe_key: facts.dedupe_key.as_deref(),
+                                        matched_secret: Some(matched.as_str()),
+                                        event_type: facts.event.name.as_deref(),
+                                        reason: Some(IgnoreReason::NoRouteMatched.as_str()),
+                                        ..base
+                                    },
+                                    &body,
+                                )
+                                .await;
+                        };
+                        let first = runs.first().map(|r| r.id.clone());
                         ledger.insert_delivery(
                             &NewDelivery {
                                 dedupe_key: facts.dedupe_key.as_deref(),
                                 matched_secret: Some(matched.as_str()),
                                 event_type: facts.event.name.as_deref(),
-                                run_id: Some(&run_id),
+                                run_id: first.as_deref(),
                                 ..base
                             },
                             &body,
                             Some(cfg.storage_budget()),
                         )?;
-                        ledger.insert_run(&run_id, &delivery_id, received_at)?;
+                        ledger.insert_runs(&delivery_id, &runs, received_at)?;
                         let alarm = self.schedule_alarm(received_at.millis() + FIRST_CHECK_MS)?;
-                        // The run is durable and covered by the alarm; now enqueue.
+                        // The runs are durable and covered by the alarm; now
+                        // enqueue them, in priority order (held ones wait
+                        // for their route to resume).
                         Self::await_alarm(alarm).await?;
-                        self.enqueue(&cfg, &[(run_id.clone(), body.len() as u64)], 0)
-                            .await;
+                        let out: Vec<Outgoing> = runs
+                            .iter()
+                            .filter(|r| !r.held)
+                            .map(|r| Outgoing {
+                                run_id: r.id.clone(),
+                                body_bytes: body.len() as u64,
+                                dispatch: r.route_id.is_some(),
+                            })
+                            .collect();
+                        self.enqueue(&cfg, &out, 0).await;
                         Ok(http::json(
                             200,
                             &IngestAccepted {
                                 delivery_id,
-                                run_id: Some(run_id),
+                                run_id: first,
+                                run_ids: runs.into_iter().map(|r| r.id).collect(),
                                 status: DeliveryStatus::Queued,
                                 duplicate: false,
                             },
@@ -257,15 +334,10 @@ impl Trigger {
         }
     }
 
-    /// Sends run messages. A failure is logged and left to the alarm: the
-    /// runs stay `queued` in the ledger, which is the source of truth.
-    /// Sends run messages for `runs` (id, body size).
-    pub(super) async fn enqueue(
-        &self,
-        cfg: &TriggerConfig,
-        runs: &[(String, u64)],
-        delay_seconds: u32,
-    ) {
+    /// Sends run messages, in order. A failure is logged and left to the
+    /// alarm: the runs stay `queued` in the ledger, which is the source of
+    /// truth.
+    pub(super) async fn enqueue(&self, cfg: &TriggerConfig, runs: &[Outgoing], delay_seconds: u32) {
         if runs.is_empty() {
             return;
         }
@@ -274,12 +346,12 @@ impl Trigger {
             for chunk in runs.chunks(100) {
                 let messages: Vec<_> = chunk
                     .iter()
-                    .map(|(run_id, body_bytes)| {
+                    .map(|r| {
                         MessageBuilder::new(RunMessage {
                             trigger_id: cfg.id.clone(),
-                            run_id: run_id.clone(),
-                            dispatch: cfg.target_url.is_some(),
-                            body_bytes: Some(*body_bytes),
+                            run_id: r.run_id.clone(),
+                            dispatch: r.dispatch,
+                            body_bytes: Some(r.body_bytes),
                         })
                         .delay_seconds(delay_seconds)
                         .build()
@@ -299,14 +371,13 @@ impl Trigger {
         let now = now();
         match sent {
             Ok(()) => {
-                if cfg.target_url.is_none() {
-                    // No target: the ledger (and Postgres) are the output,
-                    // and the run is done once it is on the queue.
-                    let ledger = self.ledger();
-                    for (id, _) in runs {
-                        if let Err(e) = ledger.deliver_without_target(id, now) {
-                            e.into_response();
-                        }
+                // A run without a route (the trigger has none): the ledger
+                // (and Postgres) are the output, and the run is done once it
+                // is on the queue.
+                let ledger = self.ledger();
+                for r in runs.iter().filter(|r| !r.dispatch) {
+                    if let Err(e) = ledger.deliver_without_target(&r.run_id, now) {
+                        e.into_response();
                     }
                 }
             }

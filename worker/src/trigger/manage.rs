@@ -17,6 +17,7 @@ impl Trigger {
             });
         }
         self.store_config(&cfg)?;
+        self.sync_default_route(&cfg)?;
         let base = Self::base_url(req);
         self.sync_registry(&cfg, &base, None).await;
         self.view_response(201, &cfg, &base)
@@ -27,8 +28,11 @@ impl Trigger {
         let mut cfg = self.live_config()?;
         cfg.apply(patch, now())?;
         self.store_config(&cfg)?;
+        // `target_url` and its retry settings are the first route's.
+        let failed = self.sync_default_route(&cfg)?;
         let base = Self::base_url(req);
         self.sync_registry(&cfg, &base, None).await;
+        self.dead_letter_all(&cfg, &failed).await?;
         self.view_response(200, &cfg, &base)
     }
 

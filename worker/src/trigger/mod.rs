@@ -16,10 +16,11 @@
 //! that no alarm covers.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use edgehook_core::api::{DeliveryStatus, IngestAccepted, ReplayCreated, TriggerView};
 use edgehook_core::id::{new_delivery_id, new_run_id};
-use edgehook_core::ingest::{self as core_ingest, Decision, Inbound, Screening};
+use edgehook_core::ingest::{self as core_ingest, Decision, IgnoreReason, Inbound, Screening};
 use edgehook_core::limit::Limiter;
 use edgehook_core::run::{self, RetryPolicy, Settlement, REENQUEUE_GRACE_SECONDS};
 use edgehook_core::trigger::{
@@ -38,7 +39,11 @@ mod alarm;
 mod ingest;
 mod manage;
 mod replay;
+mod routes;
 mod runs;
+
+use ingest::Outgoing;
+use routes::CachedRoute;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, now, random};
@@ -87,6 +92,8 @@ pub struct Trigger {
     limiter: RefCell<Limiter>,
     /// Body bytes being read by ingests now (see `body_permit`).
     inflight_body_bytes: Cell<u64>,
+    /// The routes in enqueue order, until one changes.
+    routes: RefCell<Option<Rc<Vec<CachedRoute>>>>,
 }
 
 impl worker::DurableObject for Trigger {
@@ -100,6 +107,7 @@ impl worker::DurableObject for Trigger {
             alarm_at: Cell::new(None),
             limiter: RefCell::new(Limiter::new(LIMITER_MAX_IPS)),
             inflight_body_bytes: Cell::new(0),
+            routes: RefCell::new(None),
         }
     }
 
@@ -145,6 +153,7 @@ impl Trigger {
             return Ok(());
         }
         self.ledger().migrate()?;
+        self.upgrade_to_routes()?;
         let existing = self.state.storage().get_alarm().await?;
         self.alarm_at.set(existing);
         self.ready.set(true);
@@ -276,6 +285,15 @@ impl Trigger {
                 Ok(http::json(200, &json!({"windows": windows})))
             }
             (Method::Get, ["changes"]) => self.changes(&url),
+            (Method::Post, ["routes"]) => self.create_route(&mut req).await,
+            (Method::Get, ["routes"]) => self.list_routes(),
+            (Method::Get, ["routes", id]) => self.get_route(id),
+            (Method::Patch, ["routes", id]) => self.patch_route(&mut req, id).await,
+            (Method::Delete, ["routes", id]) => self.delete_route(&req, id).await,
+            (Method::Post, ["routes", id, "pause"]) => self.pause_route(&mut req, id).await,
+            (Method::Post, ["routes", id, "resume"]) => self.resume_route(id).await,
+            (Method::Post, ["filters", "test"]) => self.filter_test(&mut req).await,
+            (Method::Get, ["runs", id]) => self.run_view(id),
             (Method::Post, ["runs", id, "claim"]) => self.claim(id).await,
             (Method::Post, ["runs", id, "report"]) => self.report(&mut req, id).await,
             _ => Err(ApiError::NotFound("route")),

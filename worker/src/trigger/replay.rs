@@ -24,15 +24,15 @@ impl Trigger {
     }
 
     /// Replays one delivery in the ledger (synchronous). Returns the replay
-    /// and, when it is new, its body size (an `Idempotency-Key` may name an
-    /// earlier one).
+    /// and, when it is new, the messages of its runs (an `Idempotency-Key`
+    /// may name an earlier one).
     pub(super) fn replay_one(
         &self,
         cfg: &TriggerConfig,
         original: &str,
         key: Option<&str>,
         now: Timestamp,
-    ) -> ApiResult<(ReplayCreated, Option<u64>)> {
+    ) -> ApiResult<(ReplayCreated, Vec<Outgoing>)> {
         let ledger = self.ledger();
         let orig = ledger
             .delivery(&cfg.id, original, false)?
@@ -45,44 +45,69 @@ impl Trigger {
         }
         if let Some(k) = key {
             if let Some((delivery_id, run_id)) = ledger.replay_by_key(original, k)? {
+                let run_ids = ledger.run_ids(&delivery_id)?;
                 let created = ReplayCreated {
                     delivery_id,
-                    run_id: run_id.unwrap_or_default(),
+                    run_id,
+                    run_ids,
                     replayed_from: original.to_string(),
                 };
-                return Ok((created, None));
+                return Ok((created, Vec::new()));
             }
         }
         let delivery_id = new_delivery_id(now, random::<10>()?);
-        let run_id = new_run_id(now, random::<10>()?);
         let headers = ledger.headers(original)?;
         let body = ledger.body(original)?;
+        let query = ledger.query_of(original)?;
+        // The replay goes to the routes that match it now.
+        let event = edgehook_core::route::stored_event(cfg, &headers, &body);
+        let runs = self
+            .plan_runs(cfg, &event, &headers, &body, query.as_deref(), now)?
+            .unwrap_or_default();
+        let first = runs.first().map(|r| r.id.clone());
         ledger.insert_delivery(
             &NewDelivery {
                 id: &delivery_id,
                 received_at: now,
-                status: DeliveryStatus::Queued,
+                status: if runs.is_empty() {
+                    DeliveryStatus::Ignored
+                } else {
+                    DeliveryStatus::Queued
+                },
                 dedupe_key: orig.dedupe_key.as_deref(),
                 signature_status: SignatureStatus::Replay.as_str(),
                 matched_secret: None,
                 event_type: orig.event_type.as_deref(),
                 replayed_from: Some(original),
                 replay_key: key,
-                reason: None,
+                reason: runs
+                    .is_empty()
+                    .then_some(IgnoreReason::NoRouteMatched.as_str()),
                 headers: &headers,
                 received_bytes: None,
-                run_id: Some(&run_id),
+                run_id: first.as_deref(),
+                query: query.as_deref(),
             },
             &body,
             Some(cfg.storage_budget()),
         )?;
-        ledger.insert_run(&run_id, &delivery_id, now)?;
+        ledger.insert_runs(&delivery_id, &runs, now)?;
+        let out = runs
+            .iter()
+            .filter(|r| !r.held)
+            .map(|r| Outgoing {
+                run_id: r.id.clone(),
+                body_bytes: body.len() as u64,
+                dispatch: r.route_id.is_some(),
+            })
+            .collect();
         let created = ReplayCreated {
             delivery_id,
-            run_id,
+            run_id: first,
+            run_ids: runs.into_iter().map(|r| r.id).collect(),
             replayed_from: original.to_string(),
         };
-        Ok((created, Some(body.len() as u64)))
+        Ok((created, out))
     }
 
     pub(super) async fn replay(&self, req: &Request, original: &str) -> ApiResult<Response> {
@@ -92,11 +117,10 @@ impl Trigger {
         let cfg = self.live_config()?;
         let now = now();
         let (created, new) = self.replay_one(&cfg, original, key.as_deref(), now)?;
-        if let Some(bytes) = new {
+        if !new.is_empty() {
             let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
             Self::await_alarm(alarm).await?;
-            self.enqueue(&cfg, &[(created.run_id.clone(), bytes)], 0)
-                .await;
+            self.enqueue(&cfg, &new, 0).await;
         }
         Ok(http::json(201, &created))
     }
@@ -181,9 +205,7 @@ impl Trigger {
         let mut new_runs = Vec::new();
         for id in &ids {
             let (created, new) = self.replay_one(&cfg, id, key.as_deref(), now)?;
-            if let Some(bytes) = new {
-                new_runs.push((created.run_id.clone(), bytes));
-            }
+            new_runs.extend(new);
             replayed.push(created);
         }
         let response = json!({"count": replayed.len(), "replayed": replayed}).to_string();

@@ -1,14 +1,28 @@
-//! The run path as the queue consumer sees it: claims, reports, dead letters.
+//! The run path as the queue consumer sees it: claims (with the route's
+//! pause, order and rate limit), reports (with the attempt timeline and the
+//! circuit breaker), and dead letters.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::ledger::{AttemptResult, RunRow};
+use edgehook_core::route::{self as core_route, RouteConfig};
+
+/// A claim whose rate-limit slot is further away than this is answered
+/// `Later` instead of being given the slot: the consumer waits out short
+/// slots itself, and long waits go back to the queue.
+const MAX_SLOT_WAIT_MS: i64 = 5_000;
+
+fn frame_answer(answer: &ClaimAnswer, body: &[u8]) -> ApiResult<Response> {
+    Ok(http::bytes(
+        200,
+        "application/octet-stream",
+        wire::frame(answer, body)?,
+    ))
+}
 
 impl Trigger {
     pub(super) async fn claim(&self, run_id: &str) -> ApiResult<Response> {
-        let drop = || {
-            wire::frame(&ClaimAnswer::Drop, &[])
-                .map(|b| http::bytes(200, "application/octet-stream", b))
-        };
+        let drop = || frame_answer(&ClaimAnswer::Drop, &[]);
         let now = now();
         let ledger = self.ledger();
         let (Some(cfg), false) = (self.config()?, self.is_deleted()?) else {
@@ -18,33 +32,41 @@ impl Trigger {
             return drop();
         };
         let state = run.state();
-        let Some(target) = cfg.target_url.clone() else {
+        let Some(route_id) = run.route_id.clone() else {
+            // A trigger without routes: the ledger is the output.
             ledger.deliver_without_target(run_id, now)?;
             return drop();
         };
-        let lease = i64::from(cfg.target_timeout_seconds) + run::LEASE_MARGIN_SECONDS;
-        let answer = match run::claim(&state, now, lease, cfg.max_attempts) {
-            run::Claim::Dispatch {
-                attempt,
-                lease_until,
-            } => {
-                ledger.claim_run(&run, &run::apply_claim(&state, attempt, lease_until), now)?;
-                let alarm = self.schedule_alarm(lease_until.millis() + 500)?;
-                let headers = ledger.headers(&run.delivery_id)?;
-                let body = ledger.body(&run.delivery_id)?;
-                Self::await_alarm(alarm).await?;
-                let meta = ClaimAnswer::Dispatch {
-                    attempt,
-                    delivery_id: run.delivery_id.clone(),
-                    target_url: target,
-                    timeout_seconds: cfg.target_timeout_seconds,
-                    headers,
+        let Some(route_row) = ledger.route(&route_id)? else {
+            // Its route was deleted after the run was made.
+            if !state.status.is_final() {
+                let closed = run::RunState {
+                    status: run::RunStatus::Failed,
+                    lease_until: None,
+                    ..state
                 };
-                return Ok(http::bytes(
-                    200,
-                    "application/octet-stream",
-                    wire::frame(&meta, &body)?,
-                ));
+                ledger.settle_run(&run, &closed, Some("route deleted"), None, now)?;
+                self.dead_letter(&cfg.id, run_id, &run.delivery_id, state.attempts)
+                    .await;
+            }
+            return drop();
+        };
+        let route = route_row.config()?;
+        let idle = state.lease_until.is_none_or(|l| l <= now);
+        if route_row.paused() && state.status == run::RunStatus::Queued && idle {
+            ledger.hold_run(&run, &run::hold(&state), now)?;
+            return drop();
+        }
+        let answer = match run::claim(&state, now, route.lease_seconds(), route.max_attempts) {
+            run::Claim::Dispatch { attempt, .. } => {
+                if route.ordered && ledger.earlier_open_run(&route_id, run.run_order)?.is_some() {
+                    // An earlier run of this ordered route is not final:
+                    // this one is sent when that one is (see `report`).
+                    return drop();
+                }
+                return self
+                    .grant(&run, &route, route_row.next_grant_at, attempt, now)
+                    .await;
             }
             run::Claim::NotYet { at } => ClaimAnswer::Later {
                 delay_seconds: ((at.millis() - now.millis()).max(0) as u64).div_ceil(1000) as u32,
@@ -52,6 +74,7 @@ impl Trigger {
             run::Claim::Exhausted => {
                 // Failing the run also owes its dead letter, sent now (and
                 // by the alarm if this send fails).
+                ledger.lose_attempts(run_id)?;
                 ledger.settle_run(
                     &run,
                     &run::exhaust(&state),
@@ -61,15 +84,84 @@ impl Trigger {
                 )?;
                 self.dead_letter(&cfg.id, run_id, &run.delivery_id, state.attempts)
                     .await;
+                self.send_next_in_order(&cfg, &route).await;
                 ClaimAnswer::Drop
             }
-            run::Claim::Done | run::Claim::InFlight => ClaimAnswer::Drop,
+            run::Claim::Done | run::Claim::InFlight | run::Claim::Held => ClaimAnswer::Drop,
         };
-        Ok(http::bytes(
-            200,
-            "application/octet-stream",
-            wire::frame(&answer, &[])?,
-        ))
+        frame_answer(&answer, &[])
+    }
+
+    /// Grants attempt `attempt` in the route's next rate-limit slot: the
+    /// lease runs from the slot, the timeline shows the wait, and the
+    /// consumer sends at the slot. A slot too far away is `Later`.
+    async fn grant(
+        &self,
+        run: &RunRow,
+        route: &RouteConfig,
+        next_free: Option<i64>,
+        attempt: u32,
+        now: Timestamp,
+    ) -> ApiResult<Response> {
+        let ledger = self.ledger();
+        let (slot, next) =
+            core_route::rate_slot(route.rate_limit_per_second, next_free.map(Timestamp), now);
+        let wait = slot.millis() - now.millis();
+        if wait > MAX_SLOT_WAIT_MS {
+            ledger.rate_limited(&run.id, now)?;
+            let answer = ClaimAnswer::Later {
+                delay_seconds: (wait as u64).div_ceil(1000) as u32,
+            };
+            return frame_answer(&answer, &[]);
+        }
+        if route.rate_limit_per_second.is_some() {
+            ledger.set_route_next_grant(&route.id, next)?;
+        }
+        let lease_until = slot.plus_secs(route.lease_seconds());
+        let waited = wait + run.rate_limited_since.map_or(0, |t| now.millis() - t);
+        ledger.claim_run(
+            run,
+            &run::apply_claim(&run.state(), attempt, lease_until),
+            now,
+        )?;
+        ledger.start_attempt(run, attempt, slot, waited)?;
+        let alarm = self.schedule_alarm(lease_until.millis() + 500)?;
+        let headers = ledger.headers(&run.delivery_id)?;
+        let body = ledger.body(&run.delivery_id)?;
+        Self::await_alarm(alarm).await?;
+        let meta = ClaimAnswer::Dispatch {
+            attempt,
+            delivery_id: run.delivery_id.clone(),
+            target_url: route.target_url.clone(),
+            timeout_seconds: route.target_timeout_seconds,
+            headers,
+            route_id: Some(route.id.clone()),
+            extra_headers: route.headers.clone(),
+            not_before_ms: (wait > 0).then_some(slot.millis()),
+        };
+        frame_answer(&meta, &body)
+    }
+
+    /// After a run of an ordered route finished, sends the next one in
+    /// receive order, if it is due and not already in flight.
+    async fn send_next_in_order(&self, cfg: &TriggerConfig, route: &RouteConfig) {
+        if !route.ordered {
+            return;
+        }
+        let next = match self.ledger().next_queued_run(&route.id) {
+            Ok(n) => n,
+            Err(e) => {
+                e.into_response();
+                return;
+            }
+        };
+        let now = now();
+        if let Some(r) = next {
+            let st = r.state();
+            if st.lease_until.is_none_or(|l| l <= now) && st.next_attempt_at <= now {
+                self.enqueue(cfg, &[Outgoing::of(&r)], 0).await;
+            }
+        }
     }
 
     pub(super) async fn report(&self, req: &mut Request, run_id: &str) -> ApiResult<Response> {
@@ -79,39 +171,92 @@ impl Trigger {
         let cfg = self.config()?.ok_or(ApiError::NotFound("trigger"))?;
         let run_row = ledger.run(run_id)?.ok_or(ApiError::NotFound("run"))?;
         let state = run_row.state();
-        let policy = RetryPolicy {
-            max_attempts: cfg.max_attempts,
-            base_delay_seconds: cfg.retry_base_seconds,
+        let route_row = match &run_row.route_id {
+            Some(id) => ledger.route(id)?,
+            None => None,
         };
+        let route = route_row.as_ref().map(|r| r.config()).transpose()?;
+        let policy = route.as_ref().map_or(
+            RetryPolicy {
+                max_attempts: cfg.max_attempts,
+                base_delay_seconds: cfg.retry_base_seconds,
+            },
+            RouteConfig::retry_policy,
+        );
         let settlement = run::settle(&state, report.attempt, &report.outcome, now, policy);
+        // The timeline records every report once, even a late one.
+        let error_message = report.outcome.describe();
+        ledger.finish_attempt(
+            run_id,
+            report.attempt,
+            &AttemptResult {
+                started_at: report.started_at_ms,
+                duration_ms: report.duration_ms,
+                status_code: report.outcome.status,
+                error: report.error_class.as_deref(),
+                error_message: error_message.as_deref(),
+                response_excerpt: report.response_excerpt.as_deref(),
+            },
+        )?;
+        let mut paused = route_row.as_ref().is_some_and(|r| r.paused());
+        if let (Some(row), Some(route), true) =
+            (&route_row, &route, settlement != Settlement::Stale)
+        {
+            // The circuit breaker counts the route's attempts in a row.
+            let (failures, trip) = core_route::after_attempt(
+                row.consecutive_failures.clamp(0, i64::from(u32::MAX)) as u32,
+                report.outcome.is_success(),
+                route.pause_after_failures,
+            );
+            ledger.set_route_failures(&route.id, failures)?;
+            if trip && !paused {
+                ledger.pause_route(&route.id, &core_route::auto_pause_reason(failures), now)?;
+                self.forget_routes();
+                paused = true;
+            }
+        }
+        let mut held = false;
         if settlement != Settlement::Stale {
-            let next = run::apply_settlement(&state, settlement);
-            let error = report.outcome.describe();
+            let mut next = run::apply_settlement(&state, settlement);
+            if paused && next.status == run::RunStatus::Queued {
+                // A retry of a paused route waits for the resume.
+                next = run::hold(&next);
+                held = true;
+            }
             ledger.settle_run(
                 &run_row,
                 &next,
-                error.as_deref(),
+                error_message.as_deref(),
                 report.outcome.status,
                 now,
             )?;
         }
         match settlement {
-            Settlement::Retry { at, delay_seconds } => {
+            Settlement::Retry { at, delay_seconds } if !held => {
                 let alarm = self.schedule_alarm(at.millis() + GRACE_MS + 500)?;
                 Self::await_alarm(alarm).await?;
-                let run = (run_id.to_string(), run_row.body_bytes.max(0) as u64);
-                self.enqueue(&cfg, &[run], delay_seconds).await;
+                self.enqueue(&cfg, &[Outgoing::of(&run_row)], delay_seconds)
+                    .await;
             }
             Settlement::Failed => {
                 let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
                 Self::await_alarm(alarm).await?;
                 self.dead_letter(&cfg.id, run_id, &run_row.delivery_id, report.attempt)
                     .await;
+                if let Some(route) = &route {
+                    self.send_next_in_order(&cfg, route).await;
+                }
             }
-            Settlement::Delivered | Settlement::Stale => {}
+            Settlement::Delivered => {
+                if let Some(route) = &route {
+                    self.send_next_in_order(&cfg, route).await;
+                }
+            }
+            Settlement::Retry { .. } | Settlement::Stale => {}
         }
         let name = match settlement {
             Settlement::Delivered => "delivered",
+            Settlement::Retry { .. } if held => "held",
             Settlement::Retry { .. } => "retry",
             Settlement::Failed => "failed",
             Settlement::Stale => "stale",

@@ -1,0 +1,240 @@
+//! Routes: their configuration, pause state, breaker count and rate-limit
+//! slot, and the runs a pause holds and a resume releases.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+use edgehook_core::route::{RouteConfig, RouteState};
+use edgehook_core::run;
+
+/// A route row.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RouteRow {
+    /// `rte_…`.
+    pub id: String,
+    config: String,
+    /// When it was paused (ms).
+    pub paused_at: Option<i64>,
+    /// Why.
+    pub paused_reason: Option<String>,
+    /// Failed attempts in a row.
+    pub consecutive_failures: i64,
+    /// The next free slot of its rate limit (ms).
+    pub next_grant_at: Option<i64>,
+}
+
+impl RouteRow {
+    /// The stored configuration.
+    pub fn config(&self) -> ApiResult<RouteConfig> {
+        serde_json::from_str(&self.config).map_err(|e| ApiError::internal("stored route", e))
+    }
+
+    /// Whether the route is paused.
+    pub fn paused(&self) -> bool {
+        self.paused_at.is_some()
+    }
+}
+
+const ROUTE_COLUMNS: &str =
+    "id, config, paused_at, paused_reason, consecutive_failures, next_grant_at";
+
+impl Ledger {
+    /// Every route, in no particular order.
+    pub fn routes(&self) -> ApiResult<Vec<RouteRow>> {
+        self.rows(
+            "routes",
+            &format!("SELECT {ROUTE_COLUMNS} FROM routes"),
+            vec![],
+        )
+    }
+
+    /// One route.
+    pub fn route(&self, id: &str) -> ApiResult<Option<RouteRow>> {
+        Ok(self
+            .rows::<RouteRow>(
+                "route",
+                &format!("SELECT {ROUTE_COLUMNS} FROM routes WHERE id = ?"),
+                vec![s(id)],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// How many routes exist.
+    pub fn route_count(&self) -> ApiResult<usize> {
+        Ok(self.routes()?.len())
+    }
+
+    /// The state a route's view shows: pause, breaker and run counts.
+    pub fn route_state(&self, row: &RouteRow) -> ApiResult<RouteState> {
+        #[derive(Deserialize)]
+        struct Counts {
+            open: Option<i64>,
+            held: Option<i64>,
+        }
+        let counts = self
+            .rows::<Counts>(
+                "route counts",
+                "SELECT SUM(status IN ('queued', 'held')) AS open, SUM(status = 'held') AS held
+                 FROM runs WHERE route_id = ? AND status IN ('queued', 'held')",
+                vec![s(&row.id)],
+            )?
+            .into_iter()
+            .next();
+        Ok(RouteState {
+            paused_at: row.paused_at.map(Timestamp),
+            paused_reason: row.paused_reason.clone(),
+            consecutive_failures: row.consecutive_failures.clamp(0, i64::from(u32::MAX)) as u32,
+            open_runs: counts.as_ref().and_then(|c| c.open).unwrap_or(0).max(0) as u64,
+            held_runs: counts.and_then(|c| c.held).unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    /// Inserts or replaces a route's configuration.
+    pub fn put_route(&self, route: &RouteConfig) -> ApiResult<()> {
+        let config =
+            serde_json::to_string(route).map_err(|e| ApiError::internal("route json", e))?;
+        self.exec(
+            "put route",
+            "INSERT INTO routes (id, config, created_at, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+            vec![
+                s(&route.id),
+                s(config),
+                i(route.created_at.millis()),
+                i(route.updated_at.millis()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a route.
+    pub fn delete_route(&self, id: &str) -> ApiResult<()> {
+        self.exec(
+            "delete route",
+            "DELETE FROM routes WHERE id = ?",
+            vec![s(id)],
+        )?;
+        Ok(())
+    }
+
+    /// Pauses a route and holds its runs that have no attempt in flight
+    /// (an attempt in flight settles as usual; a retry it asks for is held).
+    /// Returns how many runs it held. Pausing a paused route keeps its
+    /// first time and reason.
+    pub fn pause_route(&self, id: &str, reason: &str, now: Timestamp) -> ApiResult<usize> {
+        self.exec(
+            "pause route",
+            "UPDATE routes SET paused_at = COALESCE(paused_at, ?), paused_reason = COALESCE(paused_reason, ?)
+             WHERE id = ?",
+            vec![i(now.millis()), s(reason), s(id)],
+        )?;
+        let idle = self.rows::<RunRow>(
+            "runs to hold",
+            &format!(
+                "SELECT {} FROM runs WHERE route_id = ? AND status = 'queued'
+                   AND (lease_until IS NULL OR lease_until <= ?)",
+                runs::RUN_COLUMNS
+            ),
+            vec![s(id), i(now.millis())],
+        )?;
+        for r in &idle {
+            self.hold_run(r, &run::hold(&r.state()), now)?;
+        }
+        Ok(idle.len())
+    }
+
+    /// Resumes a route: clears the pause and the breaker count, and
+    /// releases its held runs, due now. Returns them in receive order.
+    pub fn resume_route(&self, id: &str, now: Timestamp) -> ApiResult<Vec<RunRow>> {
+        self.exec(
+            "resume route",
+            "UPDATE routes SET paused_at = NULL, paused_reason = NULL, consecutive_failures = 0
+             WHERE id = ?",
+            vec![s(id)],
+        )?;
+        let held = self.rows::<RunRow>(
+            "held runs",
+            &format!(
+                "SELECT {} FROM runs WHERE route_id = ? AND status = 'held' ORDER BY rowid",
+                runs::RUN_COLUMNS
+            ),
+            vec![s(id)],
+        )?;
+        for r in &held {
+            self.settle_run(r, &run::release(&r.state(), now), None, None, now)?;
+        }
+        Ok(held)
+    }
+
+    /// Records the breaker's count after an attempt.
+    pub fn set_route_failures(&self, id: &str, failures: u32) -> ApiResult<()> {
+        self.exec(
+            "route failures",
+            "UPDATE routes SET consecutive_failures = ? WHERE id = ?",
+            vec![i(i64::from(failures)), s(id)],
+        )?;
+        Ok(())
+    }
+
+    /// Takes the rate-limit slot that `edgehook_core::route::rate_slot`
+    /// computed: the next one is free at `next`.
+    pub fn set_route_next_grant(&self, id: &str, next: Option<Timestamp>) -> ApiResult<()> {
+        self.exec(
+            "route slot",
+            "UPDATE routes SET next_grant_at = ? WHERE id = ?",
+            vec![opt_i(next.map(Timestamp::millis)), s(id)],
+        )?;
+        Ok(())
+    }
+
+    /// Gives every run without a route to `route_id` (the upgrade that
+    /// makes a trigger's `target_url` its first route).
+    pub fn adopt_routeless_runs(&self, route_id: &str) -> ApiResult<()> {
+        self.exec(
+            "adopt runs",
+            "UPDATE runs SET route_id = ? WHERE route_id IS NULL",
+            vec![s(route_id)],
+        )?;
+        self.exec(
+            "adopt attempts",
+            "UPDATE attempts SET route_id = ? WHERE route_id IS NULL",
+            vec![s(route_id)],
+        )?;
+        Ok(())
+    }
+}
+
+impl Ledger {
+    /// The route made from the trigger's `target_url`, if it has one.
+    pub fn default_route_id(&self) -> ApiResult<Option<String>> {
+        Ok(self.meta("default_route_id")?.filter(|v| !v.is_empty()))
+    }
+
+    /// Records (or clears) the route made from the trigger's `target_url`.
+    pub fn set_default_route_id(&self, id: Option<&str>) -> ApiResult<()> {
+        self.set_meta("default_route_id", id.unwrap_or(""))
+    }
+
+    /// Whether this ledger was upgraded to routes (its `target_url`, if
+    /// any, made its first route and its older runs given to it).
+    pub fn routes_upgraded(&self) -> ApiResult<bool> {
+        Ok(self.meta("routes_upgraded")?.as_deref() == Some("1"))
+    }
+
+    /// Records the upgrade.
+    pub fn set_routes_upgraded(&self) -> ApiResult<()> {
+        self.set_meta("routes_upgraded", "1")
+    }
+
+    /// Marks the unreported attempts of a run lost (its last lease ended).
+    pub fn lose_attempts(&self, run_id: &str) -> ApiResult<()> {
+        self.exec(
+            "lost attempts",
+            "UPDATE attempts SET error = 'lost',
+                error_message = 'no report came back before the lease ended'
+             WHERE run_id = ? AND duration_ms IS NULL AND error IS NULL",
+            vec![s(run_id)],
+        )?;
+        Ok(())
+    }
+}
