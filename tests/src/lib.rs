@@ -526,12 +526,17 @@ impl Captured {
 }
 
 /// A target server on loopback. Its answer depends on the path:
-/// `/ok/…` 200; `/fail/…` 500; `/flaky/{n}/…` 500 for the first `n` requests
-/// to that path, then 200; `/slow/{ms}/…` 200 after `ms` milliseconds.
+/// `/ok/…` 200; `/fail/…` 500 (body `target exploded`); `/flaky/{n}/…` 500
+/// for the first `n` requests to that path, then 200; `/slow/{ms}/…` 200
+/// after `ms` milliseconds; `/chaos/{ms}/…` after a delay of up to `ms`
+/// that depends on the body, and 500 to the first attempt of every third
+/// body (so runs finish out of order and retry). [`Capture::set_status`]
+/// overrides any path's answer.
 pub struct Capture {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     seen: Arc<Mutex<Vec<Captured>>>,
+    overrides: Arc<Mutex<HashMap<String, u16>>>,
 }
 
 impl Capture {
@@ -547,16 +552,19 @@ impl Capture {
         let port = server.server_addr().to_ip().expect("ip addr").port();
         let seen: Arc<Mutex<Vec<Captured>>> = Arc::new(Mutex::new(Vec::new()));
         let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::new(Mutex::new(HashMap::new()));
+        let overrides: Arc<Mutex<HashMap<String, u16>>> = Arc::new(Mutex::new(HashMap::new()));
         let seen2 = seen.clone();
+        let overrides2 = overrides.clone();
         std::thread::spawn(move || {
             for mut req in server.incoming_requests() {
                 let seen = seen2.clone();
                 let counts = counts.clone();
+                let overrides = overrides2.clone();
                 std::thread::spawn(move || {
                     let mut body = Vec::new();
                     let _ = req.as_reader().read_to_end(&mut body);
                     let path = req.url().to_string();
-                    let headers = req
+                    let headers: Vec<(String, String)> = req
                         .headers()
                         .iter()
                         .map(|h| {
@@ -566,6 +574,12 @@ impl Capture {
                             )
                         })
                         .collect();
+                    let first_attempt = headers
+                        .iter()
+                        .any(|(n, v)| n == "x-edgehook-attempt" && v == "1");
+                    let digest: u64 = body
+                        .iter()
+                        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
                     seen.lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(Captured {
@@ -588,7 +602,27 @@ impl Capture {
                             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
                             200
                         }
+                        ["chaos", ms, ..] => {
+                            let max = ms.parse::<u64>().unwrap_or(0).max(1);
+                            std::thread::sleep(Duration::from_millis(digest % max));
+                            if first_attempt && digest.is_multiple_of(3) {
+                                500
+                            } else {
+                                200
+                            }
+                        }
                         _ => 200,
+                    };
+                    let status = overrides
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&path)
+                        .copied()
+                        .unwrap_or(status);
+                    let text = if status >= 500 {
+                        "target exploded"
+                    } else {
+                        "ok"
                     };
                     // Each connection is closed after its answer: the
                     // runtime opens one per attempt, and thousands left
@@ -596,7 +630,7 @@ impl Capture {
                     let close = tiny_http::Header::from_bytes(&b"connection"[..], &b"close"[..])
                         .expect("a valid header");
                     let _ = req.respond(
-                        tiny_http::Response::from_string("ok")
+                        tiny_http::Response::from_string(text)
                             .with_status_code(status)
                             .with_header(close),
                     );
@@ -606,7 +640,16 @@ impl Capture {
         Capture {
             base: format!("http://127.0.0.1:{port}"),
             seen,
+            overrides,
         }
+    }
+
+    /// Makes `path` answer `status` from now on.
+    pub fn set_status(&self, path: &str, status: u16) {
+        self.overrides
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_string(), status);
     }
 
     /// The URL of `path` on this server.
