@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use edgehook_core::api::{ChangePage, TriggerView};
+use edgehook_core::api::{ChangePage, RouteView, TriggerView};
 use edgehook_core::encoding::b64_decode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_body_truncated.sql",
         include_str!("../../migrations/0003_body_truncated.sql"),
+    ),
+    (
+        "0004_routes.sql",
+        include_str!("../../migrations/0004_routes.sql"),
     ),
 ];
 
@@ -209,6 +213,8 @@ pub struct Written {
     pub deliveries: u64,
     /// Runs inserted or updated.
     pub runs: u64,
+    /// Attempts inserted or updated.
+    pub attempts: u64,
 }
 
 /// Writes one page and the new cursor in one transaction.
@@ -230,6 +236,7 @@ pub async fn apply_page(
     }
     let mut d = Deliveries::default();
     let mut r = Runs::default();
+    let mut a = Attempts::default();
     for c in latest.values() {
         let dl = &c.delivery;
         let body = match &dl.raw_body {
@@ -259,18 +266,58 @@ pub async fn apply_page(
         );
         d.run_ids
             .push(dl.run.as_ref().map(|run| run.run_id.clone()));
-        if let Some(run) = &dl.run {
-            r.ids.push(run.run_id.clone());
-            r.delivery_ids.push(dl.delivery_id.clone());
-            r.seqs.push(c.seq);
-            r.statuses.push(run.status.as_str().to_string());
-            r.attempts.push(run.attempts.min(i32::MAX as u32) as i32);
-            r.last_errors.push(run.last_error.clone());
-            r.codes.push(run.last_status_code.map(i32::from));
-            r.next_attempt.push(run.next_attempt_at.clone());
-            r.dead_lettered.push(run.dead_lettered_at.clone());
-            r.created.push(run.created_at.clone());
-            r.updated.push(run.updated_at.clone());
+        match &dl.runs {
+            // Every run of every route, with its attempts.
+            Some(runs) => {
+                for run in runs {
+                    r.ids.push(run.run_id.clone());
+                    r.delivery_ids.push(dl.delivery_id.clone());
+                    r.seqs.push(c.seq);
+                    r.statuses.push(run.status.as_str().to_string());
+                    r.attempts
+                        .push(run.attempt_count.min(i32::MAX as u32) as i32);
+                    r.last_errors.push(run.last_error.clone());
+                    r.codes.push(run.last_status_code.map(i32::from));
+                    r.next_attempt.push(run.next_attempt_at.clone());
+                    r.dead_lettered.push(run.dead_lettered_at.clone());
+                    r.created.push(run.created_at.clone());
+                    r.updated.push(run.updated_at.clone());
+                    r.routes.push(run.route_id.clone());
+                    for at in &run.attempts {
+                        a.run_ids.push(run.run_id.clone());
+                        a.attempts.push(at.attempt.min(i32::MAX as u32) as i32);
+                        a.delivery_ids.push(dl.delivery_id.clone());
+                        a.routes.push(run.route_id.clone());
+                        a.seqs.push(c.seq);
+                        a.started.push(at.started_at.clone());
+                        a.durations
+                            .push(at.duration_ms.map(|d| d.min(i64::MAX as u64) as i64));
+                        a.codes.push(at.status_code.map(i32::from));
+                        a.errors.push(at.error.clone());
+                        a.messages.push(at.error_message.clone());
+                        a.excerpts.push(at.response_excerpt.clone());
+                        a.waited
+                            .push(at.rate_limited_ms.min(i64::MAX as u64) as i64);
+                    }
+                }
+            }
+            // An edge from before routes sends only `run`.
+            None => {
+                if let Some(run) = &dl.run {
+                    r.ids.push(run.run_id.clone());
+                    r.delivery_ids.push(dl.delivery_id.clone());
+                    r.seqs.push(c.seq);
+                    r.statuses.push(run.status.as_str().to_string());
+                    r.attempts.push(run.attempts.min(i32::MAX as u32) as i32);
+                    r.last_errors.push(run.last_error.clone());
+                    r.codes.push(run.last_status_code.map(i32::from));
+                    r.next_attempt.push(run.next_attempt_at.clone());
+                    r.dead_lettered.push(run.dead_lettered_at.clone());
+                    r.created.push(run.created_at.clone());
+                    r.updated.push(run.updated_at.clone());
+                    r.routes.push(run.route_id.clone());
+                }
+            }
         }
     }
     let tx = client
@@ -324,19 +371,19 @@ pub async fn apply_page(
     let runs = tx
         .execute(
             "INSERT INTO runs (run_id, trigger_id, delivery_id, seq, status, attempts, last_error,
-                last_status_code, next_attempt_at, dead_lettered_at, created_at, updated_at)
+                last_status_code, next_attempt_at, dead_lettered_at, created_at, updated_at, route_id)
              SELECT t.id, $1, t.delivery_id, t.seq, t.status, t.attempts, t.last_error, t.code,
                 t.next_attempt::timestamptz, t.dead_lettered::timestamptz, t.created::timestamptz,
-                t.updated::timestamptz
+                t.updated::timestamptz, t.route_id
              FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[],
-                         $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[])
+                         $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
                   AS t(id, delivery_id, seq, status, attempts, last_error, code, next_attempt,
-                       dead_lettered, created, updated)
+                       dead_lettered, created, updated, route_id)
              ON CONFLICT (run_id) DO UPDATE SET
                 seq = EXCLUDED.seq, status = EXCLUDED.status, attempts = EXCLUDED.attempts,
                 last_error = EXCLUDED.last_error, last_status_code = EXCLUDED.last_status_code,
                 next_attempt_at = EXCLUDED.next_attempt_at, dead_lettered_at = EXCLUDED.dead_lettered_at,
-                updated_at = EXCLUDED.updated_at
+                updated_at = EXCLUDED.updated_at, route_id = EXCLUDED.route_id
              WHERE runs.seq < EXCLUDED.seq",
             &[
                 &trigger_id,
@@ -351,10 +398,45 @@ pub async fn apply_page(
                 &r.dead_lettered,
                 &r.created,
                 &r.updated,
+                &r.routes,
             ],
         )
         .await
         .map_err(|e| classify(e, "upserting runs"))?;
+    let attempts = tx
+        .execute(
+            "INSERT INTO attempts (run_id, attempt, trigger_id, delivery_id, route_id, seq, started_at,
+                duration_ms, status_code, error, error_message, response_excerpt, rate_limited_ms)
+             SELECT t.run_id, t.attempt, $1, t.delivery_id, t.route_id, t.seq, t.started::timestamptz,
+                t.duration, t.code, t.error, t.message, t.excerpt, t.waited
+             FROM UNNEST($2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::text[],
+                         $8::int8[], $9::int4[], $10::text[], $11::text[], $12::text[], $13::int8[])
+                  AS t(run_id, attempt, delivery_id, route_id, seq, started, duration, code, error,
+                       message, excerpt, waited)
+             ON CONFLICT (run_id, attempt) DO UPDATE SET
+                seq = EXCLUDED.seq, started_at = EXCLUDED.started_at, duration_ms = EXCLUDED.duration_ms,
+                status_code = EXCLUDED.status_code, error = EXCLUDED.error,
+                error_message = EXCLUDED.error_message, response_excerpt = EXCLUDED.response_excerpt,
+                rate_limited_ms = EXCLUDED.rate_limited_ms, route_id = EXCLUDED.route_id
+             WHERE attempts.seq < EXCLUDED.seq",
+            &[
+                &trigger_id,
+                &a.run_ids,
+                &a.attempts,
+                &a.delivery_ids,
+                &a.routes,
+                &a.seqs,
+                &a.started,
+                &a.durations,
+                &a.codes,
+                &a.errors,
+                &a.messages,
+                &a.excerpts,
+                &a.waited,
+            ],
+        )
+        .await
+        .map_err(|e| classify(e, "upserting attempts"))?;
     tx.execute(
         "INSERT INTO sync_cursors (trigger_id, last_seq) VALUES ($1, $2)
          ON CONFLICT (trigger_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
@@ -366,7 +448,84 @@ pub async fn apply_page(
     tx.commit()
         .await
         .map_err(|e| classify(e, "committing a page"))?;
-    Ok(Written { deliveries, runs })
+    Ok(Written {
+        deliveries,
+        runs,
+        attempts,
+    })
+}
+
+/// Upserts a trigger's routes; routes no longer listed get `deleted_at` and
+/// keep their rows. A route's configuration never goes backwards
+/// (`updated_at` only moves forward on the edge); its pause state follows
+/// the newest listing.
+pub async fn upsert_routes(client: &Client, trigger_id: &str, routes: &[RouteView]) -> Result<u64> {
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    let mut targets = Vec::new();
+    let mut priorities = Vec::new();
+    let mut enabled = Vec::new();
+    let mut ordered = Vec::new();
+    let mut paused: Vec<Option<String>> = Vec::new();
+    let mut reasons: Vec<Option<String>> = Vec::new();
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    let mut configs = Vec::new();
+    for r in routes {
+        ids.push(r.id.clone());
+        names.push(r.name.clone());
+        targets.push(r.target_url.clone());
+        priorities.push(r.priority);
+        enabled.push(r.enabled);
+        ordered.push(r.ordered);
+        paused.push(r.paused_at.clone());
+        reasons.push(r.paused_reason.clone());
+        created.push(r.created_at.clone());
+        updated.push(r.updated_at.clone());
+        configs.push(serde_json::to_value(r).context("route json")?);
+    }
+    let written = client
+        .execute(
+            "INSERT INTO routes (route_id, trigger_id, name, target_url, priority, enabled, ordered,
+                paused_at, paused_reason, created_at, updated_at, config)
+             SELECT t.id, $1, t.name, t.target, t.priority, t.enabled, t.ordered,
+                t.paused::timestamptz, t.reason, t.created::timestamptz, t.updated::timestamptz, t.config
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int4[], $6::bool[], $7::bool[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[])
+                  AS t(id, name, target, priority, enabled, ordered, paused, reason, created, updated, config)
+             ON CONFLICT (route_id) DO UPDATE SET
+                name = EXCLUDED.name, target_url = EXCLUDED.target_url, priority = EXCLUDED.priority,
+                enabled = EXCLUDED.enabled, ordered = EXCLUDED.ordered, paused_at = EXCLUDED.paused_at,
+                paused_reason = EXCLUDED.paused_reason, updated_at = EXCLUDED.updated_at,
+                config = EXCLUDED.config, deleted_at = NULL
+             WHERE routes.updated_at <= EXCLUDED.updated_at
+               AND (routes.config, routes.deleted_at) IS DISTINCT FROM (EXCLUDED.config, NULL)",
+            &[
+                &trigger_id,
+                &ids,
+                &names,
+                &targets,
+                &priorities,
+                &enabled,
+                &ordered,
+                &paused,
+                &reasons,
+                &created,
+                &updated,
+                &configs,
+            ],
+        )
+        .await
+        .map_err(|e| classify(e, "upserting routes"))?;
+    client
+        .execute(
+            "UPDATE routes SET deleted_at = now()
+             WHERE trigger_id = $1 AND deleted_at IS NULL AND NOT (route_id = ANY($2::text[]))",
+            &[&trigger_id, &ids],
+        )
+        .await
+        .map_err(|e| classify(e, "marking deleted routes"))?;
+    Ok(written)
 }
 
 #[derive(Default)]
@@ -402,4 +561,22 @@ struct Runs {
     dead_lettered: Vec<Option<String>>,
     created: Vec<String>,
     updated: Vec<String>,
+    routes: Vec<Option<String>>,
+}
+
+/// The columns of a page's attempts.
+#[derive(Default)]
+struct Attempts {
+    run_ids: Vec<String>,
+    attempts: Vec<i32>,
+    delivery_ids: Vec<String>,
+    routes: Vec<Option<String>>,
+    seqs: Vec<i64>,
+    started: Vec<String>,
+    durations: Vec<Option<i64>>,
+    codes: Vec<Option<i32>>,
+    errors: Vec<Option<String>>,
+    messages: Vec<Option<String>>,
+    excerpts: Vec<Option<String>>,
+    waited: Vec<i64>,
 }

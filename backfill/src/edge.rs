@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use edgehook_core::api::{ChangePage, TriggerList, TriggerView};
+use edgehook_core::api::{ChangePage, RouteView, TriggerList, TriggerView};
 
 use crate::Fatal;
 
@@ -122,6 +122,34 @@ impl Edge {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// A trigger's routes; `None` for a deleted trigger (its routes are
+    /// gone with it at the edge).
+    pub async fn routes(&self, trigger_id: &str) -> Result<Option<Vec<RouteView>>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            routes: Vec<RouteView>,
+        }
+        let path = format!("/api/triggers/{trigger_id}/routes");
+        let mut delay = Duration::from_millis(250);
+        for attempt in 1..=ATTEMPTS {
+            match self.get_once::<List>(&path).await {
+                Ok(l) => return Ok(Some(l.routes)),
+                Err(Failure::Permanent(e)) if e.to_string().contains("404") => return Ok(None),
+                Err(Failure::Permanent(e)) => {
+                    return Err(e).with_context(|| format!("reading the routes of {trigger_id}"))
+                }
+                Err(Failure::Transient(e)) if attempt == ATTEMPTS => {
+                    return Err(e).with_context(|| format!("reading the routes of {trigger_id}"))
+                }
+                Err(Failure::Transient(_)) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// One page of a trigger's change feed.

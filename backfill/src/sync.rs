@@ -24,6 +24,8 @@ struct Stats {
     triggers: u64,
     deliveries: u64,
     runs: u64,
+    attempts: u64,
+    routes: u64,
     pages: u64,
     /// Triggers whose sync failed with an error of their own.
     failed: u64,
@@ -34,12 +36,14 @@ impl Stats {
         self.triggers += o.triggers;
         self.deliveries += o.deliveries;
         self.runs += o.runs;
+        self.attempts += o.attempts;
+        self.routes += o.routes;
         self.pages += o.pages;
         self.failed += o.failed;
     }
 
     fn rows(&self) -> u64 {
-        self.deliveries + self.runs
+        self.deliveries + self.runs + self.attempts + self.routes
     }
 }
 
@@ -81,8 +85,8 @@ impl Progress {
         match &self.bar {
             Some(b) => b.inc(1),
             None if s.rows() > 0 => eprintln!(
-                "backfill: {id}: {} deliveries, {} runs written (cursor {cursor})",
-                s.deliveries, s.runs
+                "backfill: {id}: {} deliveries, {} runs, {} attempts, {} routes written (cursor {cursor})",
+                s.deliveries, s.runs, s.attempts, s.routes
             ),
             None => {}
         }
@@ -141,11 +145,13 @@ pub async fn run(opts: Options) -> Result<()> {
         );
     }
     println!(
-        "backfill: {} triggers, {} rows ({} deliveries, {} runs) in {:.2} s, {:.0} rows/s",
+        "backfill: {} triggers, {} rows ({} deliveries, {} runs, {} attempts, {} routes) in {:.2} s, {:.0} rows/s",
         total.triggers,
         total.rows(),
         total.deliveries,
         total.runs,
+        total.attempts,
+        total.routes,
         secs,
         total.rows() as f64 / secs.max(1e-9)
     );
@@ -240,6 +246,12 @@ async fn sync_trigger(
     progress: &Progress,
 ) -> Result<(Stats, i64)> {
     let mut stats = Stats::default();
+    // Routes first: a run's route is then in the database when the run is.
+    if let Some(routes) = edge.routes(id).await? {
+        stats.routes += db::upsert_routes(&conn.client, id, &routes)
+            .await
+            .with_context(|| format!("writing the routes of {id}"))?;
+    }
     let mut after = db::cursor(&conn.client, id).await?;
     loop {
         let page = edge.changes(id, after, page_size).await?;
@@ -249,12 +261,10 @@ async fn sync_trigger(
         let written = write_with_retry(conn, id, &page).await?;
         stats.deliveries += written.deliveries;
         stats.runs += written.runs;
+        stats.attempts += written.attempts;
         stats.pages += 1;
-        let total = rows.fetch_add(
-            written.deliveries + written.runs,
-            std::sync::atomic::Ordering::Relaxed,
-        ) + written.deliveries
-            + written.runs;
+        let page_rows = written.deliveries + written.runs + written.attempts;
+        let total = rows.fetch_add(page_rows, std::sync::atomic::Ordering::Relaxed) + page_rows;
         progress.rows(total);
         after = page.next_after;
         if !page.has_more {

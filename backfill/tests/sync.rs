@@ -670,3 +670,98 @@ fn backfill_migrations() -> i64 {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".sql"))
         .count() as i64
 }
+
+#[test]
+fn routes_their_runs_and_every_attempt_are_synced() {
+    let capture = Capture::start();
+    let tag = unique("bf-routes");
+    let (ok_path, flaky_path) = (format!("/ok/{tag}"), format!("/flaky/1/{tag}"));
+    let t = trigger(json!({"target_url": capture.url(&ok_path)}));
+    let r = shared().admin(
+        "POST",
+        &format!("/api/triggers/{t}/routes"),
+        Some(
+            &json!({"name": "flaky", "target_url": capture.url(&flaky_path),
+                     "retry_base_seconds": 1, "filter": {"body": {"i": {"$gte": 0}}}}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let flaky_id = r.json()["id"].as_str().expect("id").to_string();
+    for i in 0..2 {
+        let body = format!(r#"{{"i":{i}}}"#);
+        assert_eq!(send(&t, &unique("k"), body.as_bytes(), SECRET).status, 200);
+    }
+    settle(&t);
+    let url = Pg::shared().fresh_database();
+    let out = ok(&backfill(&url, &[&t], &[]));
+    assert!(out.contains("2 routes"), "{out}");
+    let mut c = db(&url);
+    let routes: Vec<(String, String, Option<String>)> = c
+        .query(
+            "SELECT route_id, name, config->>'filter' FROM routes WHERE trigger_id = $1 ORDER BY name",
+            &[&t],
+        )
+        .expect("routes")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].1, "default");
+    assert_eq!(routes[1].0, flaky_id);
+    assert!(routes[1].2.as_deref().is_some_and(|f| f.contains("$gte")));
+
+    // Every delivery has a run per route, and every attempt is there.
+    let runs: i64 = c
+        .query_one(
+            "SELECT count(*) FROM runs WHERE trigger_id = $1 AND route_id IS NOT NULL",
+            &[&t],
+        )
+        .expect("runs")
+        .get(0);
+    assert_eq!(runs, 4);
+    let flaky: Vec<(i32, Option<i32>, Option<String>)> = c
+        .query(
+            "SELECT a.attempt, a.status_code, a.error FROM attempts a
+             WHERE a.trigger_id = $1 AND a.route_id = $2 ORDER BY a.delivery_id, a.attempt",
+            &[&t, &flaky_id],
+        )
+        .expect("attempts")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    // The flaky target fails the first request only.
+    assert_eq!(flaky.len(), 3, "{flaky:?}");
+    assert_eq!(flaky[0], (1, Some(500), Some("http_status".to_string())));
+    assert_eq!(flaky[1], (2, Some(200), None));
+    assert_eq!(flaky[2], (1, Some(200), None));
+    let api_attempts: usize = shared()
+        .all_changes(&t)
+        .iter()
+        .flat_map(|c| c["runs"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["attempts"].as_array().map_or(0, Vec::len))
+        .sum();
+    let pg_attempts: i64 = c
+        .query_one("SELECT count(*) FROM attempts WHERE trigger_id = $1", &[&t])
+        .expect("count")
+        .get(0);
+    assert_eq!(pg_attempts as usize, api_attempts);
+
+    // A second sync changes nothing; a deleted route is marked, not lost.
+    let out = ok(&backfill(&url, &[&t], &[]));
+    assert!(out.contains(" 0 rows"), "{out}");
+    let del = shared().admin(
+        "DELETE",
+        &format!("/api/triggers/{t}/routes/{flaky_id}"),
+        None,
+    );
+    assert_eq!(del.status, 204);
+    ok(&backfill(&url, &[&t], &[]));
+    let deleted: bool = c
+        .query_one(
+            "SELECT deleted_at IS NOT NULL FROM routes WHERE route_id = $1",
+            &[&flaky_id],
+        )
+        .expect("route")
+        .get(0);
+    assert!(deleted);
+}

@@ -1,7 +1,8 @@
 //! Nothing acknowledged with 200 is lost: a kill -9 of the runtime in the
-//! middle of a stream of unique deliveries from 16 clients, with run messages
-//! still on the in-memory local queue and attempts in flight, is recovered by
-//! the Trigger objects' alarms after a restart on the same state.
+//! middle of a stream of unique deliveries from 16 clients, each fanned out
+//! to three routes, with run messages still on the in-memory local queue and
+//! attempts in flight, is recovered by the Trigger objects' alarms after a
+//! restart on the same state: every run of every route reaches its target.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,21 @@ fn every_delivery_answered_200_survives_a_kill9_mid_stream_and_is_run() {
         "target_url": capture.url(&path), "target_timeout_seconds": 5
     }));
     let id = t["id"].as_str().expect("id").to_string();
+    // Two more routes beside the trigger's target (its first route): a fast
+    // one enqueued first, and one whose target fails its first request.
+    let fast = format!("/ok/{}", unique("kill-fast"));
+    let flaky = format!("/flaky/1/{}", unique("kill-flaky"));
+    for (target, priority) in [(&fast, 10), (&flaky, 500)] {
+        let r = edge.admin(
+            "POST",
+            &format!("/api/triggers/{id}/routes"),
+            Some(
+                &json!({"target_url": capture.url(target), "priority": priority,
+                         "retry_base_seconds": 1, "pause_after_failures": 0}),
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
     let url = format!("{}/hooks/{id}", edge.base);
     let stop = Arc::new(AtomicBool::new(false));
     let answered: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
@@ -79,32 +95,44 @@ fn every_delivery_answered_200_survives_a_kill9_mid_stream_and_is_run() {
         "the stream was under way when the runtime died"
     );
 
-    // Every 200 is stored and its run reaches the target.
+    // Every 200 is stored and each of its runs reaches its route's target.
     for a in &answered {
         let d = edge.wait_delivery(
             &id,
             a["delivery_id"].as_str().expect("id"),
-            Duration::from_secs(180),
+            Duration::from_secs(240),
             |d| d["status"] == "delivered",
         );
         assert_eq!(d["run"]["run_id"], a["run_id"]);
+        assert_eq!(d["runs"].as_array().map(Vec::len), Some(3), "{d}");
     }
     let recovered_in = killed_at.elapsed();
     let stored = edge.all_changes(&id).len();
     assert!(stored >= answered.len());
-    let calls = capture.received(&path);
+    let calls: Vec<Captured> = [&path, &fast, &flaky]
+        .iter()
+        .flat_map(|p| capture.received(p))
+        .collect();
+    let reached: std::collections::HashSet<&str> = calls
+        .iter()
+        .filter_map(|c| c.header("webhook-id"))
+        .collect();
+    let mut runs = 0;
     for a in &answered {
-        let run_id = a["run_id"].as_str().expect("run id");
-        assert!(
-            calls.iter().any(|c| c.header("webhook-id") == Some(run_id)),
-            "run {run_id} never reached the target"
-        );
+        for run_id in a["run_ids"].as_array().expect("run ids") {
+            let run_id = run_id.as_str().expect("run id");
+            runs += 1;
+            assert!(
+                reached.contains(run_id),
+                "run {run_id} never reached its target"
+            );
+        }
     }
+    assert_eq!(runs, answered.len() * 3);
     println!(
         "crash mid-stream: {sent} sent, {} answered 200 ({answered_before_kill} before the kill), \
-         {stored} stored, {} runs reached the target ({calls_before_kill} before the kill, {} calls in all); \
+         {stored} stored, {runs} runs of 3 routes reached their targets ({calls_before_kill} slow-route calls before the kill, {} calls in all); \
          runtime back after {restarted_in:.1?}, every run delivered {recovered_in:.1?} after the kill",
-        answered.len(),
         answered.len(),
         calls.len()
     );
