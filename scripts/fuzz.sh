@@ -16,7 +16,7 @@ if [ ! -x "$root/bin/cargo-fuzz" ]; then
 fi
 export PATH="$root/bin:$PATH"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal >&2
-targets=(signature_headers ingest_screen trigger_config api_query)
+targets=(signature_headers ingest_screen trigger_config api_query route_filter)
 summary=()
 for t in "${targets[@]}"; do
   corpus=$(mktemp -d)

@@ -174,6 +174,45 @@ fn main() {
         ];
         (format!("/hooks/{id3}"), headers, b3.clone())
     });
+    // The same with routes: one, and three with content filters, all to a
+    // local target (so dispatch runs beside ingest, as in production).
+    let capture = Capture::start();
+    let routed = |n: usize| {
+        let t = edge.create_trigger(
+            json!({"name": format!("bench-{n}-routes"), "provider": "github", "signing_secret": secret}),
+        );
+        let tid = t["id"].as_str().expect("id").to_string();
+        let filters = [
+            json!({"body": {"ref": {"$startsWith": "refs/heads/"}}}),
+            json!({"headers": {"x-github-event": {"$in": ["push", "release"]}}}),
+            json!(null),
+        ];
+        for (i, filter) in filters.iter().take(n).enumerate() {
+            let r = edge.admin(
+                "POST",
+                &format!("/api/triggers/{tid}/routes"),
+                Some(&json!({"target_url": capture.url(&format!("/ok/bench-{n}-{i}")), "filter": filter})),
+            );
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+        tid
+    };
+    let mut route_loads = Vec::new();
+    for n in [1, 3] {
+        let tid = routed(n);
+        let (b, s, tag) = (body.clone(), sig.clone(), unique("routes"));
+        route_loads.push(load(&edge.base, requests, concurrency, move |i| {
+            let headers = vec![
+                ("x-hub-signature-256".to_string(), s.clone()),
+                ("x-github-event".to_string(), "push".to_string()),
+                ("x-github-delivery".to_string(), format!("{tag}-{i}")),
+                ("content-type".to_string(), "application/json".to_string()),
+            ];
+            (format!("/hooks/{tid}"), headers, b.clone())
+        }));
+        // Let the dispatch of these runs finish before the next load.
+        std::thread::sleep(Duration::from_secs(5));
+    }
     let (b4, s4, id4) = (body.clone(), sig.clone(), id.clone());
     let dups = load(&edge.base, requests, concurrency, move |_| {
         let headers = vec![
@@ -193,7 +232,12 @@ fn main() {
     report.push("|---|---|---|---|---|---|".into());
     for (name, l) in [
         ("do-nothing Worker", &baseline),
-        ("edgehook, new deliveries", &fresh),
+        ("edgehook, new deliveries (no routes)", &fresh),
+        ("edgehook, new deliveries, one route", &route_loads[0]),
+        (
+            "edgehook, new deliveries, three filtered routes",
+            &route_loads[1],
+        ),
         ("edgehook, duplicates", &dups),
     ] {
         report.push(format!(

@@ -287,9 +287,14 @@ impl Ledger {
             .next())
     }
 
-    /// Fails the open runs of a deleted route; returns them, for their dead
-    /// letters.
-    pub fn fail_route_runs(&self, route_id: &str, now: Timestamp) -> ApiResult<Vec<RunRow>> {
+    /// Fails the open runs of a route (deleted, or its trigger deleted)
+    /// with `reason`; returns them, for their dead letters.
+    pub fn fail_route_runs(
+        &self,
+        route_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> ApiResult<Vec<RunRow>> {
         let open = self.rows::<RunRow>(
             "route runs",
             &format!(
@@ -303,7 +308,7 @@ impl Ledger {
                 lease_until: None,
                 ..r.state()
             };
-            self.settle_run(r, &closed, Some("route deleted"), None, now)?;
+            self.settle_run(r, &closed, Some(reason), None, now)?;
         }
         Ok(open)
     }

@@ -36,6 +36,10 @@ impl Trigger {
                 // Failing the run also owes its dead letter, sent below.
                 ledger.settle_run(r, &closed, Some("trigger deleted"), None, now)?;
             }
+            // Held runs of paused routes too: nothing will resume them.
+            for route in ledger.routes()? {
+                ledger.fail_route_runs(&route.id, "trigger deleted", now)?;
+            }
         } else if !stale.is_empty() {
             // Each re-send is recorded before it is made, and spaces the
             // next one exponentially: during a consumer or queue outage a run

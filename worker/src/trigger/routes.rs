@@ -179,7 +179,7 @@ impl Trigger {
     /// Deletes a route and fails its open runs (synchronous); returns them.
     fn remove_route(&self, id: &str, now: Timestamp) -> ApiResult<Vec<crate::ledger::RunRow>> {
         let ledger = self.ledger();
-        let failed = ledger.fail_route_runs(id, now)?;
+        let failed = ledger.fail_route_runs(id, "route deleted", now)?;
         ledger.delete_route(id)?;
         self.forget_routes();
         Ok(failed)
