@@ -285,12 +285,17 @@ pub struct RouteView {
     pub ordered: bool,
     pub headers: std::collections::BTreeMap<String, String>,
     pub pause_after_failures: u32,
+    #[serde(default)]
+    pub breaker_cooldown_seconds: u32,
     /// When the route was paused (by an operator or the breaker).
     pub paused_at: Option<String>,
     /// Why.
     pub paused_reason: Option<String>,
     /// Failed attempts in a row; the breaker pauses at `pause_after_failures`.
     pub consecutive_failures: u32,
+    /// When a route the breaker paused resumes on its own (half-open).
+    #[serde(default)]
+    pub resumes_at: Option<String>,
     /// Runs of this route not yet final, and of those how many are held.
     #[serde(default)]
     pub open_runs: u64,
@@ -323,9 +328,11 @@ impl RouteView {
             ordered: route.ordered,
             headers: route.headers_redacted(),
             pause_after_failures: route.pause_after_failures,
+            breaker_cooldown_seconds: route.breaker_cooldown_seconds,
             paused_at: state.paused_at.map(Timestamp::to_rfc3339),
             paused_reason: state.paused_reason.clone(),
             consecutive_failures: state.consecutive_failures,
+            resumes_at: state.resumes_at.map(Timestamp::to_rfc3339),
             open_runs: state.open_runs,
             held_runs: state.held_runs,
             created_at: route.created_at.to_rfc3339(),

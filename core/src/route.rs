@@ -36,6 +36,13 @@ pub const MAX_PRIORITY: i32 = 1000;
 pub const DEFAULT_PAUSE_AFTER_FAILURES: u32 = 10;
 /// The largest `pause_after_failures` (0 turns the breaker off).
 pub const MAX_PAUSE_AFTER_FAILURES: u32 = 10_000;
+/// How long a route the breaker paused waits before it tries again, by
+/// default; it doubles while the route keeps tripping.
+pub const DEFAULT_BREAKER_COOLDOWN_SECONDS: u32 = 60;
+/// The longest cool-down that can be set.
+pub const MAX_BREAKER_COOLDOWN_SECONDS: u32 = 86_400;
+/// The longest wait between two tries of a tripped route.
+pub const MAX_BREAKER_WAIT_SECONDS: i64 = 3600;
 /// The fastest outbound rate a route may set (per second).
 pub const MAX_RATE_PER_SECOND: f64 = 1000.0;
 /// The slowest outbound rate a route may set (one per 100 seconds).
@@ -100,10 +107,18 @@ pub struct RouteConfig {
     pub headers: BTreeMap<String, String>,
     /// Consecutive failed attempts that pause the route; 0 never pauses.
     pub pause_after_failures: u32,
+    /// How long a route the breaker paused waits before it resumes on its
+    /// own (doubling while it keeps tripping); 0 waits for an operator.
+    #[serde(default = "default_cooldown")]
+    pub breaker_cooldown_seconds: u32,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+fn default_cooldown() -> u32 {
+    DEFAULT_BREAKER_COOLDOWN_SECONDS
 }
 
 /// What changes as a route's runs go: pause state and breaker count, and
@@ -116,6 +131,8 @@ pub struct RouteState {
     pub paused_reason: Option<String>,
     /// Failed attempts in a row.
     pub consecutive_failures: u32,
+    /// When a route the breaker paused resumes on its own.
+    pub resumes_at: Option<Timestamp>,
     /// Runs not final.
     pub open_runs: u64,
     /// Runs held.
@@ -141,6 +158,7 @@ pub struct RouteCreate {
     pub ordered: Option<bool>,
     pub headers: Option<BTreeMap<String, String>>,
     pub pause_after_failures: Option<u32>,
+    pub breaker_cooldown_seconds: Option<u32>,
 }
 
 /// `PATCH …/routes/{route_id}`: absent fields stay; `null` clears `filter`
@@ -164,6 +182,7 @@ pub struct RoutePatch {
     pub ordered: Option<bool>,
     pub headers: Option<BTreeMap<String, String>>,
     pub pause_after_failures: Option<u32>,
+    pub breaker_cooldown_seconds: Option<u32>,
 }
 
 fn check_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -240,6 +259,7 @@ impl RouteConfig {
             ordered: false,
             headers: BTreeMap::new(),
             pause_after_failures: DEFAULT_PAUSE_AFTER_FAILURES,
+            breaker_cooldown_seconds: DEFAULT_BREAKER_COOLDOWN_SECONDS,
             created_at: now,
             updated_at: now,
         };
@@ -258,6 +278,7 @@ impl RouteConfig {
                 ordered: req.ordered,
                 headers: req.headers,
                 pause_after_failures: req.pause_after_failures,
+                breaker_cooldown_seconds: req.breaker_cooldown_seconds,
             },
             now,
         )?;
@@ -314,6 +335,14 @@ impl RouteConfig {
         if let Some(v) = patch.pause_after_failures {
             next.pause_after_failures =
                 trigger::check_range("pause_after_failures", v, 0, MAX_PAUSE_AFTER_FAILURES)?;
+        }
+        if let Some(v) = patch.breaker_cooldown_seconds {
+            next.breaker_cooldown_seconds = trigger::check_range(
+                "breaker_cooldown_seconds",
+                v,
+                0,
+                MAX_BREAKER_COOLDOWN_SECONDS,
+            )?;
         }
         next.updated_at = now.max(self.updated_at.plus_millis(1));
         *self = next;
@@ -447,6 +476,23 @@ pub fn after_attempt(consecutive_failures: u32, success: bool, pause_after: u32)
 /// The `paused_reason` of a route the breaker paused.
 pub fn auto_pause_reason(failures: u32) -> String {
     format!("paused automatically after {failures} consecutive failed attempts")
+}
+
+/// When a route the breaker paused for the `trips`th time in a row (1-based)
+/// resumes on its own: the cool-down, doubling with each trip, capped at
+/// [`MAX_BREAKER_WAIT_SECONDS`] (or the cool-down itself, if longer); `None`
+/// when the cool-down is 0 (an operator resumes it). Resuming is the
+/// breaker's half-open state: held runs go again, and the next
+/// `pause_after_failures` failures in a row trip it once more.
+pub fn resume_at(cooldown_seconds: u32, trips: u32, now: Timestamp) -> Option<Timestamp> {
+    if cooldown_seconds == 0 {
+        return None;
+    }
+    let base = i64::from(cooldown_seconds);
+    let wait = base
+        .saturating_mul(1i64 << trips.saturating_sub(1).min(20))
+        .min(MAX_BREAKER_WAIT_SECONDS.max(base));
+    Some(now.plus_secs(wait))
 }
 
 #[cfg(test)]

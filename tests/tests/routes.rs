@@ -300,7 +300,7 @@ fn the_breaker_pauses_a_failing_route_holds_its_runs_and_resume_releases_them_in
     let r = route(
         &id,
         json!({"target_url": capture.url(&path), "ordered": true, "pause_after_failures": 2,
-               "max_attempts": 10, "retry_base_seconds": 1}),
+               "max_attempts": 10, "retry_base_seconds": 1, "breaker_cooldown_seconds": 0}),
     );
     let route_id = r["id"].as_str().expect("id").to_string();
     assert_eq!(r["pause_after_failures"], 2);
@@ -383,6 +383,44 @@ fn the_breaker_pauses_a_failing_route_holds_its_runs_and_resume_releases_them_in
     assert_eq!(paused.status, 200, "{}", paused.body);
     assert_eq!(paused.json()["paused_reason"], "target maintenance");
     assert!(paused.json()["paused_at"].is_string());
+}
+
+#[test]
+fn a_tripped_route_tries_again_on_its_own_after_its_cool_down() {
+    let capture = Capture::start();
+    let path = format!("/ok/{}", unique("half-open"));
+    capture.set_status(&path, 502);
+    let id = trigger(json!({}));
+    let r = route(
+        &id,
+        json!({"target_url": capture.url(&path), "pause_after_failures": 3,
+               "retry_base_seconds": 1, "max_attempts": 20, "breaker_cooldown_seconds": 3}),
+    );
+    let route_id = r["id"].as_str().expect("id").to_string();
+    let sent: Vec<String> = (0..2)
+        .map(|n| {
+            send_event(&id, "push", &unique("k"), &json!({"n": n}))["delivery_id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    wait_until("the breaker", Duration::from_secs(40), || {
+        !route_view(&id, &route_id)["paused_at"].is_null()
+    });
+    let tripped = route_view(&id, &route_id);
+    assert!(tripped["resumes_at"].is_string(), "{tripped}");
+    // The target recovers; nobody touches the route.
+    capture.set_status(&path, 200);
+    for d in &sent {
+        shared().wait_delivery(&id, d, Duration::from_secs(60), |v| {
+            v["status"] == "delivered"
+        });
+    }
+    let after = route_view(&id, &route_id);
+    assert!(after["paused_at"].is_null(), "{after}");
+    assert!(after["resumes_at"].is_null());
+    assert_eq!(after["consecutive_failures"], 0);
 }
 
 #[test]

@@ -259,3 +259,32 @@ fn credential_like_header_values_are_redacted_in_views() {
         "stored whole"
     );
 }
+
+#[test]
+fn a_tripped_route_tries_again_after_a_doubling_cool_down() {
+    assert_eq!(resume_at(60, 1, T0), Some(T0.plus_secs(60)));
+    assert_eq!(resume_at(60, 2, T0), Some(T0.plus_secs(120)));
+    assert_eq!(resume_at(60, 3, T0), Some(T0.plus_secs(240)));
+    assert_eq!(
+        resume_at(60, 40, T0),
+        Some(T0.plus_secs(MAX_BREAKER_WAIT_SECONDS))
+    );
+    assert_eq!(
+        resume_at(7200, 3, T0),
+        Some(T0.plus_secs(7200)),
+        "a long cool-down is kept"
+    );
+    assert_eq!(resume_at(0, 1, T0), None, "0: an operator resumes it");
+    let r = route("rte_a", json!({"target_url": "https://x"})).expect("valid");
+    assert_eq!(r.breaker_cooldown_seconds, DEFAULT_BREAKER_COOLDOWN_SECONDS);
+    // A route stored before the field existed reads the default.
+    let mut v = serde_json::to_value(&r).expect("ser");
+    v.as_object_mut()
+        .expect("object")
+        .remove("breaker_cooldown_seconds");
+    let back: RouteConfig = serde_json::from_value(v).expect("de");
+    assert_eq!(
+        back.breaker_cooldown_seconds,
+        DEFAULT_BREAKER_COOLDOWN_SECONDS
+    );
+}

@@ -117,13 +117,16 @@ const MIGRATIONS: &[&[&str]] = &[&[
     )",
 ], &[
     // Routes: each trigger's destinations, with their pause state, breaker
-    // count and the next free slot of their rate limit.
+    // count (and trips in a row, and when a tripped route tries again) and
+    // the next free slot of their rate limit.
     "CREATE TABLE IF NOT EXISTS routes (
         id TEXT PRIMARY KEY,
         config TEXT NOT NULL,
         paused_at INTEGER,
         paused_reason TEXT,
         consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        breaker_trips INTEGER NOT NULL DEFAULT 0,
+        resume_at INTEGER,
         next_grant_at INTEGER,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL

@@ -20,6 +20,10 @@ pub struct RouteRow {
     pub consecutive_failures: i64,
     /// The next free slot of its rate limit (ms).
     pub next_grant_at: Option<i64>,
+    /// Times the breaker tripped in a row.
+    pub breaker_trips: i64,
+    /// When a tripped route resumes on its own (ms).
+    pub resume_at: Option<i64>,
 }
 
 impl RouteRow {
@@ -34,8 +38,8 @@ impl RouteRow {
     }
 }
 
-const ROUTE_COLUMNS: &str =
-    "id, config, paused_at, paused_reason, consecutive_failures, next_grant_at";
+const ROUTE_COLUMNS: &str = "id, config, paused_at, paused_reason, consecutive_failures,
+    next_grant_at, breaker_trips, resume_at";
 
 impl Ledger {
     /// Every route, in no particular order.
@@ -84,6 +88,7 @@ impl Ledger {
             paused_at: row.paused_at.map(Timestamp),
             paused_reason: row.paused_reason.clone(),
             consecutive_failures: row.consecutive_failures.clamp(0, i64::from(u32::MAX)) as u32,
+            resumes_at: row.resume_at.map(Timestamp),
             open_runs: counts.as_ref().and_then(|c| c.open).unwrap_or(0).max(0) as u64,
             held_runs: counts.and_then(|c| c.held).unwrap_or(0).max(0) as u64,
         })
@@ -117,14 +122,16 @@ impl Ledger {
         Ok(())
     }
 
-    /// Pauses a route and holds its runs that have no attempt in flight
+    /// Pauses a route (an operator's pause waits for an operator: no
+    /// automatic resume) and holds its runs that have no attempt in flight
     /// (an attempt in flight settles as usual; a retry it asks for is held).
     /// Returns how many runs it held. Pausing a paused route keeps its
     /// first time and reason.
     pub fn pause_route(&self, id: &str, reason: &str, now: Timestamp) -> ApiResult<usize> {
         self.exec(
             "pause route",
-            "UPDATE routes SET paused_at = COALESCE(paused_at, ?), paused_reason = COALESCE(paused_reason, ?)
+            "UPDATE routes SET paused_at = COALESCE(paused_at, ?), paused_reason = COALESCE(paused_reason, ?),
+                resume_at = NULL
              WHERE id = ?",
             vec![i(now.millis()), s(reason), s(id)],
         )?;
@@ -143,14 +150,22 @@ impl Ledger {
         Ok(idle.len())
     }
 
-    /// Resumes a route: clears the pause and the breaker count, and
-    /// releases its held runs, due now. Returns them in receive order.
-    pub fn resume_route(&self, id: &str, now: Timestamp) -> ApiResult<Vec<RunRow>> {
+    /// Resumes a route: clears the pause and the breaker count (and, when
+    /// an operator resumes it, the trips in a row; the breaker's own retry
+    /// keeps them, so the next wait doubles), and releases its held runs,
+    /// due now. Returns them in receive order.
+    pub fn resume_route(
+        &self,
+        id: &str,
+        by_operator: bool,
+        now: Timestamp,
+    ) -> ApiResult<Vec<RunRow>> {
         self.exec(
             "resume route",
-            "UPDATE routes SET paused_at = NULL, paused_reason = NULL, consecutive_failures = 0
+            "UPDATE routes SET paused_at = NULL, paused_reason = NULL, consecutive_failures = 0,
+                resume_at = NULL, breaker_trips = CASE WHEN ? THEN 0 ELSE breaker_trips END
              WHERE id = ?",
-            vec![s(id)],
+            vec![i(i64::from(by_operator)), s(id)],
         )?;
         let held = self.rows::<RunRow>(
             "held runs",
@@ -166,14 +181,88 @@ impl Ledger {
         Ok(held)
     }
 
-    /// Records the breaker's count after an attempt.
+    /// Records the breaker's count after an attempt; a success (0) also
+    /// ends the run of trips.
     pub fn set_route_failures(&self, id: &str, failures: u32) -> ApiResult<()> {
         self.exec(
             "route failures",
-            "UPDATE routes SET consecutive_failures = ? WHERE id = ?",
+            "UPDATE routes SET consecutive_failures = ?1,
+                breaker_trips = CASE WHEN ?1 = 0 THEN 0 ELSE breaker_trips END
+             WHERE id = ?2",
             vec![i(i64::from(failures)), s(id)],
         )?;
         Ok(())
+    }
+
+    /// The breaker trips: the route pauses (holding its idle runs) with
+    /// `reason`, one more trip is counted, and it resumes on its own at the
+    /// time `edgehook_core::route::resume_at` gives for that trip.
+    pub fn trip_route(
+        &self,
+        route: &edgehook_core::route::RouteConfig,
+        reason: &str,
+        now: Timestamp,
+    ) -> ApiResult<Option<Timestamp>> {
+        let trips = self
+            .route(&route.id)?
+            .map_or(0, |r| r.breaker_trips.clamp(0, i64::from(u32::MAX)) as u32)
+            .saturating_add(1);
+        let at = edgehook_core::route::resume_at(route.breaker_cooldown_seconds, trips, now);
+        self.pause_route(&route.id, reason, now)?;
+        self.exec(
+            "trip route",
+            "UPDATE routes SET breaker_trips = ?, resume_at = ? WHERE id = ?",
+            vec![
+                i(i64::from(trips)),
+                opt_i(at.map(Timestamp::millis)),
+                s(&route.id),
+            ],
+        )?;
+        Ok(at)
+    }
+
+    /// Routes the breaker paused whose cool-down has passed.
+    pub fn routes_to_resume(&self, now: Timestamp) -> ApiResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        Ok(self
+            .rows::<Id>(
+                "routes to resume",
+                "SELECT id FROM routes WHERE resume_at IS NOT NULL AND resume_at <= ?",
+                vec![i(now.millis())],
+            )?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
+    }
+
+    /// Cancels every automatic resume (the trigger was deleted).
+    pub fn cancel_route_resumes(&self) -> ApiResult<()> {
+        self.exec(
+            "cancel resumes",
+            "UPDATE routes SET resume_at = NULL WHERE resume_at IS NOT NULL",
+            vec![],
+        )?;
+        Ok(())
+    }
+
+    /// The earliest time a tripped route resumes, for the alarm.
+    pub fn next_route_resume(&self) -> ApiResult<Option<i64>> {
+        #[derive(Deserialize)]
+        struct Next {
+            due: Option<i64>,
+        }
+        Ok(self
+            .rows::<Next>(
+                "next route resume",
+                "SELECT MIN(resume_at) AS due FROM routes",
+                vec![],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|n| n.due))
     }
 
     /// Takes the rate-limit slot that `edgehook_core::route::rate_slot`

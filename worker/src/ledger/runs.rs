@@ -372,10 +372,9 @@ impl Ledger {
         )?;
         let a = rows.into_iter().next().and_then(|r| r.due);
         let b = pending.into_iter().next().and_then(|r| r.due);
-        Ok(match (a, b) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        })
+        // A route the breaker paused resumes at its time.
+        let c = self.next_route_resume()?;
+        Ok([a, b, c].into_iter().flatten().min())
     }
 
     /// Whether any delivery is stored (retention then needs an alarm).

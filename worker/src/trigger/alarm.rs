@@ -40,6 +40,7 @@ impl Trigger {
             for route in ledger.routes()? {
                 ledger.fail_route_runs(&route.id, "trigger deleted", now)?;
             }
+            ledger.cancel_route_resumes()?;
         } else if !stale.is_empty() {
             // Each re-send is recorded before it is made, and spaces the
             // next one exponentially: during a consumer or queue outage a run
@@ -50,6 +51,13 @@ impl Trigger {
             }
             let runs: Vec<Outgoing> = stale.iter().map(Outgoing::of).collect();
             self.enqueue(&cfg, &runs, 0).await;
+        }
+
+        // Routes the breaker paused try again once their cool-down passed.
+        if deleted_at.is_none() {
+            for id in ledger.routes_to_resume(now)? {
+                self.release_route(&cfg, &id, false).await?;
+            }
         }
 
         for r in ledger.dlq_pending(now, 100)? {

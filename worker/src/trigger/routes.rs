@@ -235,23 +235,36 @@ impl Trigger {
 
     pub(super) async fn resume_route(&self, id: &str) -> ApiResult<Response> {
         let cfg = self.live_config()?;
-        let ledger = self.ledger();
-        ledger.route(id)?.ok_or(ApiError::NotFound("route"))?;
+        self.ledger()
+            .route(id)?
+            .ok_or(ApiError::NotFound("route"))?;
+        self.release_route(&cfg, id, true).await?;
+        Ok(http::json(200, &self.route_view(&cfg, id)?))
+    }
+
+    /// Resumes a route and sends its held runs, in receive order (the
+    /// alarm sends whatever is beyond the cap). `by_operator` also forgets
+    /// the breaker's trips; the breaker's own retry keeps them.
+    pub(super) async fn release_route(
+        &self,
+        cfg: &TriggerConfig,
+        id: &str,
+        by_operator: bool,
+    ) -> ApiResult<()> {
         let now = now();
-        let released = ledger.resume_route(id, now)?;
+        let released = self.ledger().resume_route(id, by_operator, now)?;
         self.forget_routes();
         if !released.is_empty() {
             let alarm = self.schedule_alarm(now.millis() + FIRST_CHECK_MS)?;
             Self::await_alarm(alarm).await?;
-            // In receive order; the alarm sends whatever is beyond the cap.
             let out: Vec<Outgoing> = released
                 .iter()
                 .take(RESUME_ENQUEUE_MAX)
                 .map(Outgoing::of)
                 .collect();
-            self.enqueue(&cfg, &out, 0).await;
+            self.enqueue(cfg, &out, 0).await;
         }
-        Ok(http::json(200, &self.route_view(&cfg, id)?))
+        Ok(())
     }
 
     /// Evaluates a filter against stored deliveries, newest first.

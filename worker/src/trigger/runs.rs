@@ -210,7 +210,12 @@ impl Trigger {
             );
             ledger.set_route_failures(&route.id, failures)?;
             if trip && !paused {
-                ledger.pause_route(&route.id, &core_route::auto_pause_reason(failures), now)?;
+                let reason = core_route::auto_pause_reason(failures);
+                if let Some(at) = ledger.trip_route(route, &reason, now)? {
+                    // The alarm resumes it (half-open) after the cool-down.
+                    let alarm = self.schedule_alarm(at.millis())?;
+                    Self::await_alarm(alarm).await?;
+                }
                 self.forget_routes();
                 paused = true;
             }
