@@ -155,6 +155,44 @@ impl Edge {
         edge
     }
 
+    /// Starts today's Worker on a copy of a saved state directory (with the
+    /// `dev.vars` secrets it was made with), e.g. a ledger written by an
+    /// older version, to test the upgrade in place.
+    pub fn start_on_state(fixture: &Path) -> Edge {
+        let dir = std::env::temp_dir().join(format!(
+            "edgehook-e2e-{}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
+        std::fs::create_dir_all(&dir).expect("create state dir");
+        copy_dir(&fixture.join("state"), &dir.join("state"));
+        let vars = std::fs::read_to_string(fixture.join("dev.vars")).expect("read dev.vars");
+        let var = |name: &str| {
+            vars.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} in dev.vars"))
+                .to_string()
+        };
+        let (admin_token, dispatch_secret) = (var("ADMIN_TOKEN"), var("DISPATCH_SECRET"));
+        register_secret(&admin_token);
+        register_secret(&dispatch_secret);
+        std::fs::write(dir.join(".dev.vars"), &vars).expect("write .dev.vars");
+        write_config(&dir, true);
+        let mut edge = Edge {
+            base: String::new(),
+            admin_token,
+            dispatch_secret,
+            dir,
+            port: free_port(),
+            child: None,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        };
+        edge.spawn();
+        edge
+    }
+
     /// Starts a do-nothing Worker (it answers `{}` to everything) on the same
     /// runtime, the baseline for benchmarks.
     pub fn start_noop() -> Edge {
@@ -470,6 +508,19 @@ impl Drop for Edge {
 /// Writes a wrangler config for prebuilt output: the project's own, with an
 /// absolute `main` and no `[build]` section (the harness builds once), and
 /// without the queue consumer unless `consumer`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read fixture dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy fixture file");
+        }
+    }
+}
+
 fn write_config(dir: &Path, consumer: bool) {
     let root = root().canonicalize().expect("root");
     let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("read wrangler.toml");
