@@ -175,9 +175,10 @@ fn main() {
         (format!("/hooks/{id3}"), headers, b3.clone())
     });
     // The same with routes: one, and three with content filters, all to a
-    // local target (so dispatch runs beside ingest, as in production).
+    // local target (so dispatch runs beside ingest, as in production); then
+    // three paused routes (their runs are held), which is ingest alone.
     let capture = Capture::start();
-    let routed = |n: usize| {
+    let routed = |n: usize, paused: bool| {
         let t = edge.create_trigger(
             json!({"name": format!("bench-{n}-routes"), "provider": "github", "signing_secret": secret}),
         );
@@ -187,21 +188,38 @@ fn main() {
             json!({"headers": {"x-github-event": {"$in": ["push", "release"]}}}),
             json!(null),
         ];
-        for (i, filter) in filters.iter().take(n).enumerate() {
+        let mut paths = Vec::new();
+        for filter in filters.iter().take(n) {
+            let path = format!("/ok/{}", unique("bench-route"));
             let r = edge.admin(
                 "POST",
                 &format!("/api/triggers/{tid}/routes"),
-                Some(&json!({"target_url": capture.url(&format!("/ok/bench-{n}-{i}")), "filter": filter})),
+                Some(&json!({"target_url": capture.url(&path), "filter": filter})),
             );
             assert_eq!(r.status, 201, "{}", r.body);
+            if paused {
+                let rid = r.json()["id"].as_str().expect("route id").to_string();
+                let p = edge.admin(
+                    "POST",
+                    &format!("/api/triggers/{tid}/routes/{rid}/pause"),
+                    None,
+                );
+                assert_eq!(p.status, 200, "{}", p.body);
+            }
+            paths.push(path);
         }
-        tid
+        (tid, paths)
     };
+    // Fewer requests than the other rows: every run is dispatched and
+    // waited for, and dispatch is far slower than ingest (issue 9).
+    let route_requests = env_num("BENCH_ROUTE_REQUESTS", (requests / 8).max(100));
     let mut route_loads = Vec::new();
-    for n in [1, 3] {
-        let tid = routed(n);
+    let mut drains = Vec::new();
+    for (n, paused) in [(1, false), (3, false), (3, true)] {
+        let (tid, paths) = routed(n, paused);
         let (b, s, tag) = (body.clone(), sig.clone(), unique("routes"));
-        route_loads.push(load(&edge.base, requests, concurrency, move |i| {
+        let started = Instant::now();
+        route_loads.push(load(&edge.base, route_requests, concurrency, move |i| {
             let headers = vec![
                 ("x-hub-signature-256".to_string(), s.clone()),
                 ("x-github-event".to_string(), "push".to_string()),
@@ -210,8 +228,21 @@ fn main() {
             ];
             (format!("/hooks/{tid}"), headers, b.clone())
         }));
-        // Let the dispatch of these runs finish before the next load.
-        std::thread::sleep(Duration::from_secs(5));
+        if paused {
+            continue;
+        }
+        // Wait until every run reached its target, so the next load does
+        // not share the machine with this one's dispatch.
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let expected = route_requests * paths.len();
+        let delivered = loop {
+            let got: usize = paths.iter().map(|p| capture.received(p).len()).sum();
+            if got >= expected || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        drains.push((n, delivered, started.elapsed()));
     }
     let (b4, s4, id4) = (body.clone(), sig.clone(), id.clone());
     let dups = load(&edge.base, requests, concurrency, move |_| {
@@ -247,6 +278,20 @@ fn main() {
             ms(l.p99),
             l.errors,
             l.rps / baseline.rps
+        ));
+    }
+    report.push(format!(
+        "\n(rows with routes: {route_requests} POSTs each; with one and three routes the runs are dispatched to a local target while the load runs)\n"
+    ));
+    report.push(
+        "| routes | runs delivered | seconds from first request to last run | runs/s |".into(),
+    );
+    report.push("|---|---|---|---|".into());
+    for (n, delivered, took) in &drains {
+        report.push(format!(
+            "| {n} | {delivered} | {:.1} | {:.0} |",
+            took.as_secs_f64(),
+            *delivered as f64 / took.as_secs_f64()
         ));
     }
     drop(noop);

@@ -263,6 +263,18 @@ impl Ledger {
     }
 
     fn to_delivery(&self, trigger_id: &str, row: Row, full: bool) -> ApiResult<Delivery> {
+        self.to_delivery_with(trigger_id, row, full, None)
+    }
+
+    /// As `to_delivery`, with the runs already read (a change-feed page
+    /// reads them for all its deliveries at once).
+    fn to_delivery_with(
+        &self,
+        trigger_id: &str,
+        row: Row,
+        full: bool,
+        runs: Option<Vec<edgehook_core::api::RunDetail>>,
+    ) -> ApiResult<Delivery> {
         let run = match (&row.run_id, &row.r_status) {
             (Some(run_id), Some(status)) => {
                 let status = RunStatus::parse(status).unwrap_or(RunStatus::Failed);
@@ -288,7 +300,10 @@ impl Ledger {
         };
         let (headers, raw_body, runs) = if full {
             let headers = self.parse_headers(&row.headers)?;
-            let runs = self.run_details(&row.id)?;
+            let runs = match runs {
+                Some(r) => r,
+                None => self.run_details(&row.id)?,
+            };
             (Some(headers), Some(b64(&self.body(&row.id)?)), Some(runs))
         } else {
             (None, None, None)
@@ -394,6 +409,7 @@ impl Ledger {
             vec![i(after), i(i64::from(limit) + 1)],
         )?;
         let mut more = rows.len() > limit as usize;
+        let mut runs = self.run_details_of_page(after, limit)?;
         let mut out = Vec::new();
         let mut bytes = 0u64;
         for row in rows.into_iter().take(limit as usize) {
@@ -404,7 +420,8 @@ impl Ledger {
             }
             bytes += size;
             let seq = row.seq;
-            let delivery = self.to_delivery(trigger_id, row, true)?;
+            let mine = runs.remove(&row.id).unwrap_or_default();
+            let delivery = self.to_delivery_with(trigger_id, row, true, Some(mine))?;
             out.push(Change { seq, delivery });
         }
         Ok((out, more))
