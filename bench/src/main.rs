@@ -224,7 +224,9 @@ fn main() {
             move |_| {
                 let headers = vec![
                     ("x-hub-signature-256".to_string(), s.clone()),
+                    ("x-github-event".to_string(), "push".to_string()),
                     ("x-github-delivery".to_string(), unique("warm")),
+                    ("content-type".to_string(), "application/json".to_string()),
                 ];
                 (format!("/hooks/{tid}"), headers, b.clone())
             }
