@@ -215,7 +215,9 @@ fn main() {
     let route_requests = env_num("BENCH_ROUTE_REQUESTS", (requests / 4).max(100));
     let mut route_loads = Vec::new();
     let mut drains = Vec::new();
-    for (n, paused) in [(1, false), (3, false), (3, true)] {
+    for (n, paused) in [(3, true), (1, false), (3, false)] {
+        // The previous load's queue messages settle first.
+        std::thread::sleep(Duration::from_secs(5));
         let (tid, paths) = routed(n, paused);
         let (b, s, tag) = (body.clone(), sig.clone(), unique("routes"));
         // Warm the trigger's object (and its route cache) first.
@@ -278,13 +280,13 @@ fn main() {
     for (name, l) in [
         ("do-nothing Worker", &baseline),
         ("edgehook, new deliveries (no routes)", &fresh),
-        ("edgehook, new deliveries, one route", &route_loads[0]),
-        (
-            "edgehook, new deliveries, three filtered routes",
-            &route_loads[1],
-        ),
         (
             "edgehook, new deliveries, three paused routes (ingest only)",
+            &route_loads[0],
+        ),
+        ("edgehook, new deliveries, one route", &route_loads[1]),
+        (
+            "edgehook, new deliveries, three filtered routes",
             &route_loads[2],
         ),
         ("edgehook, duplicates", &dups),
