@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make fuzz`: every cargo-fuzz target for FUZZ_SECONDS (default 60) each,
-# starting from the seeds in fuzz/seeds/ (the test vectors). Needs the
+# starting from the seeds in fuzz/seeds/ (the test vectors; FUZZ_TARGETS to
+# pick some). Needs the
 # nightly toolchain; installs cargo-fuzz into the tools cache on first use.
 # Prints each target's executions and exits non-zero on any finding
 # (the crashing input is left under fuzz/artifacts/).
@@ -16,7 +17,8 @@ if [ ! -x "$root/bin/cargo-fuzz" ]; then
 fi
 export PATH="$root/bin:$PATH"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal >&2
-targets=(signature_headers ingest_screen trigger_config api_query route_filter)
+# FUZZ_TARGETS="a b" runs only those.
+read -r -a targets <<< "${FUZZ_TARGETS:-signature_headers ingest_screen trigger_config api_query route_filter}"
 summary=()
 for t in "${targets[@]}"; do
   corpus=$(mktemp -d)
