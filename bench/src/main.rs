@@ -2,13 +2,17 @@
 //! where a baseline exists.
 //!
 //! 1. Ingest: requests/s and latency of genuine signed deliveries (and of
-//!    duplicates) against a do-nothing Worker on the same runtime.
+//!    duplicates) against a do-nothing Worker on the same runtime, without
+//!    routes, with one and three routes, and with three paused routes;
+//!    then dispatch, sustained: runs delivered per second against
+//!    deliveries acknowledged per second, and the lag between the two.
 //! 2. The Worker's Wasm size, raw and gzipped.
 //! 3. Ledger growth: the trigger's SQLite file size as deliveries accumulate.
 //! 4. Backfill: rows/s syncing 100,000 deliveries into PostgreSQL, against a
 //!    raw binary `COPY` of the same rows into an identical table.
 //!
-//! Sizes are overridable: `BENCH_REQUESTS`, `BENCH_CONCURRENCY`, `BENCH_DELIVERIES`.
+//! Sizes are overridable: `BENCH_REQUESTS`, `BENCH_CONCURRENCY`, `BENCH_DELIVERIES`,
+//! `BENCH_ROUTE_REQUESTS`, `BENCH_DISPATCH_SECONDS`.
 
 use std::io::{Read, Write};
 use std::process::Command;
@@ -95,6 +99,52 @@ where
         p99: pct(0.99),
         errors,
     }
+}
+
+/// Sends POSTs for `seconds` with `concurrency` threads; returns every
+/// answered body with the time it was answered, and the load's wall time.
+fn sustained<F>(
+    base: &str,
+    seconds: u64,
+    concurrency: usize,
+    make: F,
+) -> (Vec<(Instant, String)>, Duration)
+where
+    F: Fn(usize) -> (String, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (make, next, base) = (make.clone(), next.clone(), base.to_string());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                let mut out = Vec::new();
+                while Instant::now() < until {
+                    let (path, headers, body) = make(next.fetch_add(1, Ordering::Relaxed));
+                    let mut req = agent.post(&format!("{base}{path}"));
+                    for (k, v) in &headers {
+                        req = req.set(k, v);
+                    }
+                    if let Ok(r) = req.send_bytes(&body) {
+                        if let Ok(text) = r.into_string() {
+                            out.push((Instant::now(), text));
+                        }
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("load thread"));
+    }
+    (all, started.elapsed())
 }
 
 fn ms(d: Duration) -> String {
@@ -315,6 +365,74 @@ fn main() {
         ));
     }
     drop(noop);
+
+    // Dispatch, sustained: does delivery keep up with admission?
+    let dispatch_seconds = env_num("BENCH_DISPATCH_SECONDS", 60) as u64;
+    let (tid, paths) = routed(1, false);
+    let path = paths[0].clone();
+    let (b, s, tag) = (body.clone(), sig.clone(), unique("sustained"));
+    let (acked, wall) = sustained(&edge.base, dispatch_seconds, concurrency, move |i| {
+        let headers = vec![
+            ("x-hub-signature-256".to_string(), s.clone()),
+            ("x-github-event".to_string(), "push".to_string()),
+            ("x-github-delivery".to_string(), format!("{tag}-{i}")),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        (format!("/hooks/{tid}"), headers, b.clone())
+    });
+    let load_end = Instant::now();
+    let mut acked_at = std::collections::HashMap::new();
+    for (at, text) in &acked {
+        if let Some(run) = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v["run_id"].as_str().map(str::to_string))
+        {
+            acked_at.insert(run, *at);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while capture.received(&path).len() < acked_at.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let calls = capture.received(&path);
+    let mut first_call = std::collections::HashMap::new();
+    for c in &calls {
+        if let Some(id) = c.header("webhook-id") {
+            first_call.entry(id.to_string()).or_insert(c.at);
+        }
+    }
+    let mut lags: Vec<Duration> = acked_at
+        .iter()
+        .filter_map(|(run, at)| {
+            first_call
+                .get(run)
+                .map(|c| c.saturating_duration_since(*at))
+        })
+        .collect();
+    lags.sort();
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let during = first_call.values().filter(|at| **at <= load_end).count();
+    let last = first_call.values().max().copied().unwrap_or(load_end);
+    let acked_rate = acked_at.len() as f64 / wall.as_secs_f64();
+    let delivered_rate = during as f64 / wall.as_secs_f64();
+    report.push(format!(
+        "\n## Dispatch, sustained ({dispatch_seconds} s at concurrency {concurrency}, one route to a local target)\n"
+    ));
+    report.push("| acknowledged/s | runs delivered/s during the load | delivered / acknowledged | lag p50 | lag p99 | runs delivered | last run after the load ended |".into());
+    report.push("|---|---|---|---|---|---|---|".into());
+    report.push(format!(
+        "| {acked_rate:.0} | {delivered_rate:.0} | {:.2} | {} | {} | {} of {} | {:.1} s |",
+        delivered_rate / acked_rate.max(1e-9),
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        lags.len(),
+        acked_at.len(),
+        last.saturating_duration_since(load_end).as_secs_f64()
+    ));
 
     // 2. Wasm size.
     let wasm = std::fs::read(root().join("build/index_bg.wasm")).expect("read wasm");
