@@ -5,6 +5,10 @@
 //! twice at once), decides retries and dead-lettering from the report, and
 //! sends every follow-up message itself. The consumer acks every message it
 //! handled and retries only those it could not hand to the object.
+//!
+//! A batch is handled in waves bounded by body bytes; within a wave, the
+//! runs of one trigger are claimed in one call to its object, sent
+//! concurrently, and reported in one call.
 
 use std::time::Duration;
 
@@ -49,6 +53,9 @@ fn waves(sizes: &[u64], budget: u64) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// A message with its parsed run.
+type Queued<'a> = (&'a Message<serde_json::Value>, RunMessage);
+
 /// What to do with a message.
 enum Next {
     Ack,
@@ -81,7 +88,30 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
         })
         .collect();
     for wave in waves(&sizes, MAX_INFLIGHT_BODY_BYTES) {
-        join_all(messages[wave].iter().map(|m| process(m, &env, &key))).await;
+        // One claim call and one report call per trigger in the wave, its
+        // runs sent concurrently in between.
+        let mut groups: Vec<(String, Vec<Queued<'_>>)> = Vec::new();
+        for m in &messages[wave] {
+            let Ok(msg) = serde_json::from_value::<RunMessage>(m.body().clone()) else {
+                console_error!("dropping a malformed run message {}", m.id());
+                m.ack();
+                continue;
+            };
+            if !msg.dispatch {
+                m.ack();
+                continue;
+            }
+            match groups.iter_mut().find(|(t, _)| *t == msg.trigger_id) {
+                Some((_, g)) if g.len() < wire::MAX_BATCH_RUNS => g.push((m, msg)),
+                _ => groups.push((msg.trigger_id.clone(), vec![(m, msg)])),
+            }
+        }
+        join_all(
+            groups
+                .iter()
+                .map(|(trigger, group)| process_group(trigger, group, &env, &key)),
+        )
+        .await;
     }
     Ok(())
 }
@@ -94,33 +124,46 @@ fn retry(m: &Message<serde_json::Value>, seconds: u32) {
     );
 }
 
-async fn process(m: &Message<serde_json::Value>, env: &Env, key: &[u8]) {
-    let Ok(msg) = serde_json::from_value::<RunMessage>(m.body().clone()) else {
-        console_error!("dropping a malformed run message {}", m.id());
-        m.ack();
-        return;
-    };
-    match dispatch(&msg, env, key).await {
-        Ok(Next::Ack) => m.ack(),
-        Ok(Next::RetryIn(s)) => retry(m, s),
+/// Claims a trigger's runs in one call, sends those granted concurrently,
+/// and reports them in one call. A group the object cannot be reached for
+/// is retried as a whole; the claims it may have granted end with their
+/// leases and the alarm sends those runs again.
+async fn process_group(trigger_id: &str, group: &[Queued<'_>], env: &Env, key: &[u8]) {
+    match dispatch_group(trigger_id, group, env, key).await {
+        Ok(nexts) => {
+            for ((m, _), next) in group.iter().zip(nexts) {
+                match next {
+                    Next::Ack => m.ack(),
+                    Next::RetryIn(s) => retry(m, s),
+                }
+            }
+        }
         Err(e) => {
             e.into_response();
-            retry(m, INFRA_RETRY_SECONDS);
+            for (m, _) in group {
+                retry(m, INFRA_RETRY_SECONDS);
+            }
         }
     }
 }
 
-async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
-    if !msg.dispatch {
-        return Ok(Next::Ack);
-    }
-    let stub = wire::trigger_stub(env, &msg.trigger_id)?;
+async fn dispatch_group(
+    trigger_id: &str,
+    group: &[Queued<'_>],
+    env: &Env,
+    key: &[u8],
+) -> ApiResult<Vec<Next>> {
+    let stub = wire::trigger_stub(env, trigger_id)?;
+    let claim = serde_json::to_vec(&wire::ClaimBatch {
+        run_ids: group.iter().map(|(_, m)| m.run_id.clone()).collect(),
+    })
+    .map_err(|e| ApiError::internal("claim json", e))?;
     let mut resp = wire::call(
         &stub,
         Method::Post,
-        &format!("/runs/{}/claim", msg.run_id),
+        "/runs/claim",
         Headers::new(),
-        None,
+        Some(&claim),
     )
     .await?;
     if resp.status_code() != 200 {
@@ -130,7 +173,73 @@ async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
         )));
     }
     let bytes = resp.bytes().await?;
-    let (answer, body) = wire::unframe::<ClaimAnswer>(&bytes)?;
+    let (answers, mut bodies) = wire::unframe::<Vec<wire::Claimed>>(&bytes)?;
+    if answers.len() != group.len() {
+        return Err(ApiError::Internal(
+            "claim answered another number of runs".into(),
+        ));
+    }
+    let mut nexts = Vec::with_capacity(group.len());
+    let mut sends = Vec::new();
+    for ((_, msg), claimed) in group.iter().zip(answers) {
+        let len = usize::try_from(claimed.body_len).unwrap_or(usize::MAX);
+        let body = bodies
+            .get(..len)
+            .ok_or_else(|| ApiError::Internal("claim frame too short".into()))?;
+        bodies = &bodies[len..];
+        match claimed.answer {
+            ClaimAnswer::Drop => nexts.push(Next::Ack),
+            ClaimAnswer::Later { delay_seconds } => nexts.push(Next::RetryIn(delay_seconds.max(1))),
+            dispatch @ ClaimAnswer::Dispatch { .. } => {
+                nexts.push(Next::Ack);
+                sends.push(attempt(trigger_id, &msg.run_id, dispatch, body, key));
+            }
+        }
+    }
+    let reports: Vec<wire::RunReport> = join_all(sends).await.into_iter().flatten().collect();
+    if reports.is_empty() {
+        return Ok(nexts);
+    }
+    let report = serde_json::to_vec(&wire::ReportBatch { reports })
+        .map_err(|e| ApiError::internal("report json", e))?;
+    // A lost report would make the alarm send the runs again after their
+    // leases; try a few times before leaving it to that.
+    let mut last = None;
+    for _ in 0..3 {
+        match wire::call(
+            &stub,
+            Method::Post,
+            "/runs/report",
+            Headers::new(),
+            Some(&report),
+        )
+        .await
+        {
+            Ok(r) if r.status_code() == 200 => return Ok(nexts),
+            Ok(r) => {
+                last = Some(ApiError::Internal(format!(
+                    "report answered {}",
+                    r.status_code()
+                )))
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    // The attempts happened; the leases and the alarm take it from here.
+    if let Some(e) = last {
+        e.into_response();
+    }
+    Ok(nexts)
+}
+
+/// Makes one granted attempt and returns its report.
+async fn attempt(
+    trigger_id: &str,
+    run_id: &str,
+    answer: ClaimAnswer,
+    body: &[u8],
+    key: &[u8],
+) -> Option<wire::RunReport> {
     let ClaimAnswer::Dispatch {
         attempt,
         delivery_id,
@@ -142,10 +251,7 @@ async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
         not_before_ms,
     } = answer
     else {
-        return Ok(match answer {
-            ClaimAnswer::Later { delay_seconds } => Next::RetryIn(delay_seconds.max(1)),
-            _ => Next::Ack,
-        });
+        return None;
     };
     // The route's rate limit gave this attempt a slot (at most a few
     // seconds away): wait for it.
@@ -156,9 +262,9 @@ async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
         }
     }
     let id = AttemptId {
-        trigger_id: &msg.trigger_id,
+        trigger_id,
         delivery_id: &delivery_id,
-        run_id: &msg.run_id,
+        run_id,
         route_id: route_id.as_deref(),
         attempt,
     };
@@ -166,41 +272,22 @@ async fn dispatch(msg: &RunMessage, env: &Env, key: &[u8]) -> ApiResult<Next> {
     let outbound = outbound_headers(&headers, &extra_headers, id, key, started.secs(), body);
     let sent = send(&target_url, &outbound, body, timeout_seconds).await;
     let duration_ms = (http::now().millis() - started.millis()).max(0) as u64;
-    let report = serde_json::to_vec(&Report {
-        attempt,
-        error_class: edgehook_core::dispatch::error_class(
-            sent.outcome.status,
-            sent.outcome.error.as_deref(),
-            sent.timed_out,
-        )
-        .map(str::to_string),
-        outcome: sent.outcome,
-        started_at_ms: Some(started.millis()),
-        duration_ms: Some(duration_ms),
-        response_excerpt: sent.excerpt,
+    Some(wire::RunReport {
+        run_id: run_id.to_string(),
+        report: Report {
+            attempt,
+            error_class: edgehook_core::dispatch::error_class(
+                sent.outcome.status,
+                sent.outcome.error.as_deref(),
+                sent.timed_out,
+            )
+            .map(str::to_string),
+            outcome: sent.outcome,
+            started_at_ms: Some(started.millis()),
+            duration_ms: Some(duration_ms),
+            response_excerpt: sent.excerpt,
+        },
     })
-    .map_err(|e| ApiError::internal("report json", e))?;
-    // A lost report would make the alarm send the run again after its lease;
-    // try a few times before leaving it to that.
-    let path = format!("/runs/{}/report", msg.run_id);
-    let mut last = None;
-    for _ in 0..3 {
-        match wire::call(&stub, Method::Post, &path, Headers::new(), Some(&report)).await {
-            Ok(r) if r.status_code() == 200 => return Ok(Next::Ack),
-            Ok(r) => {
-                last = Some(ApiError::Internal(format!(
-                    "report answered {}",
-                    r.status_code()
-                )))
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    // The attempt happened; the lease and the alarm take it from here.
-    if let Some(e) = last {
-        e.into_response();
-    }
-    Ok(Next::Ack)
 }
 
 /// What one attempt produced.

@@ -104,6 +104,42 @@ pub enum ClaimAnswer {
     },
 }
 
+/// `POST /runs/claim`: claims for several runs of one trigger at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimBatch {
+    /// The runs, in the order of their messages.
+    pub run_ids: Vec<String>,
+}
+
+/// One answer of a batch claim; its body (for a dispatch) follows the
+/// previous ones' in the frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claimed {
+    /// What to do with the run.
+    pub answer: ClaimAnswer,
+    /// How many bytes of the frame's body are this run's.
+    pub body_len: u64,
+}
+
+/// `POST /runs/report`: the reports of several attempts of one trigger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportBatch {
+    /// One per attempt made.
+    pub reports: Vec<RunReport>,
+}
+
+/// A report with its run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The run.
+    pub run_id: String,
+    /// Its attempt's report.
+    pub report: Report,
+}
+
+/// Most runs in one batch claim or report.
+pub const MAX_BATCH_RUNS: usize = 100;
+
 /// The consumer's report of one attempt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {

@@ -294,6 +294,8 @@ impl Trigger {
             (Method::Post, ["routes", id, "resume"]) => self.resume_route(id).await,
             (Method::Post, ["filters", "test"]) => self.filter_test(&mut req).await,
             (Method::Get, ["runs", id]) => self.run_view(id),
+            (Method::Post, ["runs", "claim"]) => self.claim_batch(&mut req).await,
+            (Method::Post, ["runs", "report"]) => self.report_batch(&mut req).await,
             (Method::Post, ["runs", id, "claim"]) => self.claim(id).await,
             (Method::Post, ["runs", id, "report"]) => self.report(&mut req, id).await,
             _ => Err(ApiError::NotFound("route")),

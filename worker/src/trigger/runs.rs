@@ -12,7 +12,7 @@ use edgehook_core::route::{self as core_route, RouteConfig};
 /// slots itself, and long waits go back to the queue.
 const MAX_SLOT_WAIT_MS: i64 = 5_000;
 
-fn frame_answer(answer: &ClaimAnswer, body: &[u8]) -> ApiResult<Response> {
+fn frame_answer<T: serde::Serialize>(answer: &T, body: &[u8]) -> ApiResult<Response> {
     Ok(http::bytes(
         200,
         "application/octet-stream",
@@ -22,7 +22,45 @@ fn frame_answer(answer: &ClaimAnswer, body: &[u8]) -> ApiResult<Response> {
 
 impl Trigger {
     pub(super) async fn claim(&self, run_id: &str) -> ApiResult<Response> {
-        let drop = || frame_answer(&ClaimAnswer::Drop, &[]);
+        let (answer, body) = self.claim_one(run_id).await?;
+        frame_answer(&answer, &body)
+    }
+
+    /// Claims for several runs, in one call from the consumer: the answers
+    /// in order, each dispatch's body after the previous ones'.
+    pub(super) async fn claim_batch(&self, req: &mut Request) -> ApiResult<Response> {
+        let batch: wire::ClaimBatch = http::json_body(req).await?;
+        if batch.run_ids.len() > wire::MAX_BATCH_RUNS {
+            return Err(ApiError::bad_request("too many runs in one claim"));
+        }
+        let mut meta = Vec::with_capacity(batch.run_ids.len());
+        let mut bodies = Vec::new();
+        for id in &batch.run_ids {
+            let (answer, body) = self.claim_one(id).await?;
+            meta.push(wire::Claimed {
+                answer,
+                body_len: body.len() as u64,
+            });
+            bodies.extend_from_slice(&body);
+        }
+        frame_answer(&meta, &bodies)
+    }
+
+    /// Reports of several attempts, in one call from the consumer.
+    pub(super) async fn report_batch(&self, req: &mut Request) -> ApiResult<Response> {
+        let batch: wire::ReportBatch = http::json_body(req).await?;
+        if batch.reports.len() > wire::MAX_BATCH_RUNS {
+            return Err(ApiError::bad_request("too many reports in one call"));
+        }
+        let mut settlements = Vec::with_capacity(batch.reports.len());
+        for r in batch.reports {
+            settlements.push(self.report_one(&r.run_id, r.report).await?);
+        }
+        Ok(http::json(200, &json!({ "settlements": settlements })))
+    }
+
+    async fn claim_one(&self, run_id: &str) -> ApiResult<(ClaimAnswer, Vec<u8>)> {
+        let drop = || Ok((ClaimAnswer::Drop, Vec::new()));
         let now = now();
         let ledger = self.ledger();
         let (Some(cfg), false) = (self.config()?, self.is_deleted()?) else {
@@ -89,7 +127,7 @@ impl Trigger {
             }
             run::Claim::Done | run::Claim::InFlight | run::Claim::Held => ClaimAnswer::Drop,
         };
-        frame_answer(&answer, &[])
+        Ok((answer, Vec::new()))
     }
 
     /// Grants attempt `attempt` in the route's next rate-limit slot: the
@@ -102,7 +140,7 @@ impl Trigger {
         next_free: Option<i64>,
         attempt: u32,
         now: Timestamp,
-    ) -> ApiResult<Response> {
+    ) -> ApiResult<(ClaimAnswer, Vec<u8>)> {
         let ledger = self.ledger();
         let (slot, next) =
             core_route::rate_slot(route.rate_limit_per_second, next_free.map(Timestamp), now);
@@ -112,7 +150,7 @@ impl Trigger {
             let answer = ClaimAnswer::Later {
                 delay_seconds: (wait as u64).div_ceil(1000) as u32,
             };
-            return frame_answer(&answer, &[]);
+            return Ok((answer, Vec::new()));
         }
         if route.rate_limit_per_second.is_some() {
             ledger.set_route_next_grant(&route.id, next)?;
@@ -139,7 +177,7 @@ impl Trigger {
             extra_headers: route.headers.clone(),
             not_before_ms: (wait > 0).then_some(slot.millis()),
         };
-        frame_answer(&meta, &body)
+        Ok((meta, body))
     }
 
     /// After a run of an ordered route finished, sends the next one in
@@ -166,6 +204,12 @@ impl Trigger {
 
     pub(super) async fn report(&self, req: &mut Request, run_id: &str) -> ApiResult<Response> {
         let report: Report = http::json_body(req).await?;
+        let name = self.report_one(run_id, report).await?;
+        Ok(http::json(200, &json!({"settlement": name})))
+    }
+
+    /// Settles one attempt; returns the settlement's name.
+    async fn report_one(&self, run_id: &str, report: Report) -> ApiResult<&'static str> {
         let now = now();
         let ledger = self.ledger();
         let cfg = self.config()?.ok_or(ApiError::NotFound("trigger"))?;
@@ -266,7 +310,7 @@ impl Trigger {
             Settlement::Failed => "failed",
             Settlement::Stale => "stale",
         };
-        Ok(http::json(200, &json!({"settlement": name})))
+        Ok(name)
     }
 
     /// Puts a failed run on the dead-letter queue and records it; on failure
