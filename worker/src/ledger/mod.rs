@@ -137,6 +137,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "ALTER TABLE runs ADD COLUMN rate_limited_since INTEGER",
     "CREATE INDEX IF NOT EXISTS runs_delivery ON runs (delivery_id)",
     "CREATE INDEX IF NOT EXISTS runs_route ON runs (route_id, status)",
+    // Owed dead letters, which every alarm looks for: without it that is a
+    // scan of every run the ledger holds.
+    "CREATE INDEX IF NOT EXISTS runs_dlq ON runs (updated_at) WHERE dlq_pending = 1",
     // The query string a delivery arrived with (secret-looking values
     // redacted), for filters on `query`.
     "ALTER TABLE deliveries ADD COLUMN query TEXT",
