@@ -203,6 +203,7 @@ impl Redaction {
 }
 
 /// A ledger over one object's SQL storage.
+#[derive(Clone)]
 pub struct Ledger {
     sql: SqlStorage,
     redact: Redaction,

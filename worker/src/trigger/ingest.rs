@@ -4,6 +4,7 @@
 use super::*;
 
 /// A run message to send.
+#[derive(Debug, Clone)]
 pub(super) struct Outgoing {
     /// The run.
     pub run_id: String,
@@ -317,7 +318,7 @@ impl Trigger {
                                 dispatch: r.route_id.is_some(),
                             })
                             .collect();
-                        self.enqueue(&cfg, &out, 0).await;
+                        self.enqueue_after_response(&cfg, out);
                         Ok(http::json(
                             200,
                             &IngestAccepted {
@@ -334,57 +335,94 @@ impl Trigger {
         }
     }
 
-    /// Sends run messages, in order. A failure is logged and left to the
-    /// alarm: the runs stay `queued` in the ledger, which is the source of
-    /// truth.
+    /// Sends run messages, in order, and waits for the sends. A failure is
+    /// logged and left to the alarm: the runs stay `queued` in the ledger,
+    /// which is the source of truth.
     pub(super) async fn enqueue(&self, cfg: &TriggerConfig, runs: &[Outgoing], delay_seconds: u32) {
         if runs.is_empty() {
             return;
         }
-        let sent = async {
-            let queue = self.env.queue(wire::RUNS_QUEUE)?;
-            for chunk in runs.chunks(100) {
-                let messages: Vec<_> = chunk
-                    .iter()
-                    .map(|r| {
-                        MessageBuilder::new(RunMessage {
-                            trigger_id: cfg.id.clone(),
-                            run_id: r.run_id.clone(),
-                            dispatch: r.dispatch,
-                            body_bytes: Some(r.body_bytes),
-                        })
-                        .delay_seconds(delay_seconds)
-                        .build()
+        match self.env.queue(wire::RUNS_QUEUE) {
+            Ok(queue) => {
+                send_runs(
+                    queue,
+                    self.ledger(),
+                    cfg.id.clone(),
+                    runs.to_vec(),
+                    delay_seconds,
+                )
+                .await
+            }
+            Err(e) => console_error!("no runs queue, the alarm will retry: {e}"),
+        }
+    }
+
+    /// Sends run messages after the response: the runs are durable and an
+    /// alarm covers them, so the client need not wait for the queue.
+    pub(super) fn enqueue_after_response(&self, cfg: &TriggerConfig, runs: Vec<Outgoing>) {
+        if runs.is_empty() {
+            return;
+        }
+        match self.env.queue(wire::RUNS_QUEUE) {
+            Ok(queue) => {
+                self.state
+                    .wait_until(send_runs(queue, self.ledger(), cfg.id.clone(), runs, 0))
+            }
+            Err(e) => console_error!("no runs queue, the alarm will retry: {e}"),
+        }
+    }
+}
+
+/// Sends `runs` of trigger `trigger_id`, 100 a batch, and marks those
+/// without a route delivered once they are on the queue.
+async fn send_runs(
+    queue: worker::Queue,
+    ledger: crate::ledger::Ledger,
+    trigger_id: String,
+    runs: Vec<Outgoing>,
+    delay_seconds: u32,
+) {
+    let sent = async {
+        for chunk in runs.chunks(100) {
+            let messages: Vec<_> = chunk
+                .iter()
+                .map(|r| {
+                    MessageBuilder::new(RunMessage {
+                        trigger_id: trigger_id.clone(),
+                        run_id: r.run_id.clone(),
+                        dispatch: r.dispatch,
+                        body_bytes: Some(r.body_bytes),
                     })
-                    .collect();
-                if messages.len() == 1 {
-                    if let Some(m) = messages.into_iter().next() {
-                        queue.send(m).await?;
-                    }
-                } else {
-                    queue.send_batch(messages).await?;
+                    .delay_seconds(delay_seconds)
+                    .build()
+                })
+                .collect();
+            if messages.len() == 1 {
+                if let Some(m) = messages.into_iter().next() {
+                    queue.send(m).await?;
+                }
+            } else {
+                queue.send_batch(messages).await?;
+            }
+        }
+        Ok::<(), worker::Error>(())
+    }
+    .await;
+    match sent {
+        Ok(()) => {
+            // A run without a route (the trigger has none): the ledger (and
+            // Postgres) are the output, and the run is done once it is on
+            // the queue.
+            let now = now();
+            for r in runs.iter().filter(|r| !r.dispatch) {
+                if let Err(e) = ledger.deliver_without_target(&r.run_id, now) {
+                    e.into_response();
                 }
             }
-            Ok::<(), worker::Error>(())
         }
-        .await;
-        let now = now();
-        match sent {
-            Ok(()) => {
-                // A run without a route (the trigger has none): the ledger
-                // (and Postgres) are the output, and the run is done once it
-                // is on the queue.
-                let ledger = self.ledger();
-                for r in runs.iter().filter(|r| !r.dispatch) {
-                    if let Err(e) = ledger.deliver_without_target(&r.run_id, now) {
-                        e.into_response();
-                    }
-                }
-            }
-            Err(e) => console_error!(
-                "enqueue of {} run(s) failed, the alarm will retry: {e}",
-                runs.len()
-            ),
-        }
+        Err(e) => console_error!(
+            "enqueue of {} run(s) failed, the alarm will retry: {e}",
+            runs.len()
+        ),
     }
 }
