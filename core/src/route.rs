@@ -432,7 +432,7 @@ pub fn sort(routes: &mut [RouteConfig]) {
 /// [`sort`]): every enabled route whose event types and filter it passes.
 /// `input` is built at most once, and only if a filter needs it.
 pub fn select<'r>(
-    routes: &'r [RouteConfig],
+    routes: impl IntoIterator<Item = &'r RouteConfig>,
     event: &EventType,
     input: impl FnOnce() -> FilterInput,
 ) -> Vec<&'r RouteConfig> {
@@ -441,7 +441,7 @@ pub fn select<'r>(
         value: None,
     };
     routes
-        .iter()
+        .into_iter()
         .filter(|r| r.enabled && r.passes(event, &mut lazy))
         .collect()
 }

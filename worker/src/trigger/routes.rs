@@ -75,12 +75,13 @@ impl Trigger {
                 held: false,
             }]));
         }
-        let configs: Vec<RouteConfig> = routes.iter().map(|r| r.config.clone()).collect();
         let path = match query {
             Some(q) if !q.is_empty() => format!("/hooks/{}?{q}", cfg.id),
             _ => format!("/hooks/{}", cfg.id),
         };
-        let selected = route::select(&configs, event, || FilterInput::new(headers, body, &path));
+        let selected = route::select(routes.iter().map(|r| &r.config), event, || {
+            FilterInput::new(headers, body, &path)
+        });
         if selected.is_empty() {
             return Ok(None);
         }
