@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use edgehook_core::api::{ChangePage, RouteView, TriggerView};
+use edgehook_core::api::{AttemptView, ChangePage, RouteView, RunDetail, TriggerView};
 use edgehook_core::encoding::b64_decode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -266,57 +266,17 @@ pub async fn apply_page(
         );
         d.run_ids
             .push(dl.run.as_ref().map(|run| run.run_id.clone()));
-        match &dl.runs {
-            // Every run of every route, with its attempts.
-            Some(runs) => {
-                for run in runs {
-                    r.ids.push(run.run_id.clone());
-                    r.delivery_ids.push(dl.delivery_id.clone());
-                    r.seqs.push(c.seq);
-                    r.statuses.push(run.status.as_str().to_string());
-                    r.attempts
-                        .push(run.attempt_count.min(i32::MAX as u32) as i32);
-                    r.last_errors.push(run.last_error.clone());
-                    r.codes.push(run.last_status_code.map(i32::from));
-                    r.next_attempt.push(run.next_attempt_at.clone());
-                    r.dead_lettered.push(run.dead_lettered_at.clone());
-                    r.created.push(run.created_at.clone());
-                    r.updated.push(run.updated_at.clone());
-                    r.routes.push(run.route_id.clone());
-                    for at in &run.attempts {
-                        a.run_ids.push(run.run_id.clone());
-                        a.attempts.push(at.attempt.min(i32::MAX as u32) as i32);
-                        a.delivery_ids.push(dl.delivery_id.clone());
-                        a.routes.push(run.route_id.clone());
-                        a.seqs.push(c.seq);
-                        a.started.push(at.started_at.clone());
-                        a.durations
-                            .push(at.duration_ms.map(|d| d.min(i64::MAX as u64) as i64));
-                        a.codes.push(at.status_code.map(i32::from));
-                        a.errors.push(at.error.clone());
-                        a.messages.push(at.error_message.clone());
-                        a.excerpts.push(at.response_excerpt.clone());
-                        a.waited
-                            .push(at.rate_limited_ms.min(i64::MAX as u64) as i64);
-                    }
-                }
-            }
-            // An edge from before routes sends only `run`.
-            None => {
-                if let Some(run) = &dl.run {
-                    r.ids.push(run.run_id.clone());
-                    r.delivery_ids.push(dl.delivery_id.clone());
-                    r.seqs.push(c.seq);
-                    r.statuses.push(run.status.as_str().to_string());
-                    r.attempts.push(run.attempts.min(i32::MAX as u32) as i32);
-                    r.last_errors.push(run.last_error.clone());
-                    r.codes.push(run.last_status_code.map(i32::from));
-                    r.next_attempt.push(run.next_attempt_at.clone());
-                    r.dead_lettered.push(run.dead_lettered_at.clone());
-                    r.created.push(run.created_at.clone());
-                    r.updated.push(run.updated_at.clone());
-                    r.routes.push(run.route_id.clone());
-                }
+        // Every run of every route, with its attempts; an edge from before
+        // routes sends only `run`, which has none.
+        let legacy = dl
+            .runs
+            .is_none()
+            .then(|| dl.run.as_ref().map(RunDetail::from))
+            .flatten();
+        for run in dl.runs.iter().flatten().chain(legacy.as_ref()) {
+            r.push(&dl.delivery_id, c.seq, run);
+            for at in &run.attempts {
+                a.push(&dl.delivery_id, c.seq, run, at);
             }
         }
     }
@@ -562,6 +522,43 @@ struct Runs {
     created: Vec<String>,
     updated: Vec<String>,
     routes: Vec<Option<String>>,
+}
+
+impl Runs {
+    fn push(&mut self, delivery_id: &str, seq: i64, run: &RunDetail) {
+        self.ids.push(run.run_id.clone());
+        self.delivery_ids.push(delivery_id.to_string());
+        self.seqs.push(seq);
+        self.statuses.push(run.status.as_str().to_string());
+        self.attempts
+            .push(run.attempt_count.min(i32::MAX as u32) as i32);
+        self.last_errors.push(run.last_error.clone());
+        self.codes.push(run.last_status_code.map(i32::from));
+        self.next_attempt.push(run.next_attempt_at.clone());
+        self.dead_lettered.push(run.dead_lettered_at.clone());
+        self.created.push(run.created_at.clone());
+        self.updated.push(run.updated_at.clone());
+        self.routes.push(run.route_id.clone());
+    }
+}
+
+impl Attempts {
+    fn push(&mut self, delivery_id: &str, seq: i64, run: &RunDetail, at: &AttemptView) {
+        self.run_ids.push(run.run_id.clone());
+        self.attempts.push(at.attempt.min(i32::MAX as u32) as i32);
+        self.delivery_ids.push(delivery_id.to_string());
+        self.routes.push(run.route_id.clone());
+        self.seqs.push(seq);
+        self.started.push(at.started_at.clone());
+        self.durations
+            .push(at.duration_ms.map(|d| d.min(i64::MAX as u64) as i64));
+        self.codes.push(at.status_code.map(i32::from));
+        self.errors.push(at.error.clone());
+        self.messages.push(at.error_message.clone());
+        self.excerpts.push(at.response_excerpt.clone());
+        self.waited
+            .push(at.rate_limited_ms.min(i64::MAX as u64) as i64);
+    }
 }
 
 /// The columns of a page's attempts.

@@ -265,6 +265,28 @@ pub struct RunDetail {
     pub attempts: Vec<AttemptView>,
 }
 
+impl From<&RunView> for RunDetail {
+    /// A run as an edge from before routes showed it: no route, no
+    /// timeline. Its delivery id is not part of the view; the caller knows
+    /// it.
+    fn from(run: &RunView) -> RunDetail {
+        RunDetail {
+            run_id: run.run_id.clone(),
+            delivery_id: String::new(),
+            route_id: run.route_id.clone(),
+            status: run.status,
+            attempt_count: run.attempts,
+            last_error: run.last_error.clone(),
+            last_status_code: run.last_status_code,
+            next_attempt_at: run.next_attempt_at.clone(),
+            dead_lettered_at: run.dead_lettered_at.clone(),
+            created_at: run.created_at.clone(),
+            updated_at: run.updated_at.clone(),
+            attempts: Vec::new(),
+        }
+    }
+}
+
 /// A route as the API shows it: extra header values that look like
 /// credentials are `[redacted]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,19 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
+    /// The messages of runs just inserted for a delivery with a body of
+    /// `body_bytes`: every run but the held ones (their route is paused).
+    pub fn of_new(runs: &[crate::ledger::NewRun], body_bytes: u64) -> Vec<Outgoing> {
+        runs.iter()
+            .filter(|r| !r.held)
+            .map(|r| Outgoing {
+                run_id: r.id.clone(),
+                body_bytes,
+                dispatch: r.route_id.is_some(),
+            })
+            .collect()
+    }
+
     /// The message of a stored run.
     pub fn of(r: &crate::ledger::RunRow) -> Outgoing {
         Outgoing {
@@ -309,16 +322,10 @@ impl Trigger {
                         // enqueue them, in priority order (held ones wait
                         // for their route to resume).
                         Self::await_alarm(alarm).await?;
-                        let out: Vec<Outgoing> = runs
-                            .iter()
-                            .filter(|r| !r.held)
-                            .map(|r| Outgoing {
-                                run_id: r.id.clone(),
-                                body_bytes: body.len() as u64,
-                                dispatch: r.route_id.is_some(),
-                            })
-                            .collect();
-                        self.enqueue_after_response(&cfg, out);
+                        self.enqueue_after_response(
+                            &cfg,
+                            Outgoing::of_new(&runs, body.len() as u64),
+                        );
                         Ok(http::json(
                             200,
                             &IngestAccepted {

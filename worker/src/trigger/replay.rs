@@ -92,15 +92,7 @@ impl Trigger {
             Some(cfg.storage_budget()),
         )?;
         ledger.insert_runs(&delivery_id, &runs, now)?;
-        let out = runs
-            .iter()
-            .filter(|r| !r.held)
-            .map(|r| Outgoing {
-                run_id: r.id.clone(),
-                body_bytes: body.len() as u64,
-                dispatch: r.route_id.is_some(),
-            })
-            .collect();
+        let out = Outgoing::of_new(&runs, body.len() as u64);
         let created = ReplayCreated {
             delivery_id,
             run_id: first,
