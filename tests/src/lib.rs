@@ -105,6 +105,8 @@ pub struct Edge {
     pub dispatch_secret: String,
     dir: PathBuf,
     port: u16,
+    /// Times the runtime was started again on new ports (see `spawn`).
+    port_retries: u32,
     child: Option<Child>,
     agent: ureq::Agent,
 }
@@ -145,6 +147,7 @@ impl Edge {
             dispatch_secret,
             dir,
             port: free_port(),
+            port_retries: 0,
             child: None,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
@@ -184,6 +187,7 @@ impl Edge {
             dispatch_secret,
             dir,
             port: free_port(),
+            port_retries: 0,
             child: None,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
@@ -219,6 +223,7 @@ impl Edge {
             dispatch_secret: String::new(),
             dir,
             port: free_port(),
+            port_retries: 0,
             child: None,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
@@ -301,7 +306,17 @@ impl Edge {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("wrangler exited with {status}:\n{}", self.log_tail());
+                    // Free ports are picked before wrangler binds them, so
+                    // another process may take one first: start again on
+                    // new ports (a few times) rather than fail the suite.
+                    let log = self.log_tail();
+                    if log.contains("Address already in use") && self.port_retries < 3 {
+                        self.port_retries += 1;
+                        self.child = None;
+                        self.port = free_port();
+                        return self.spawn();
+                    }
+                    panic!("wrangler exited with {status}:\n{log}");
                 }
             }
             if let Ok(r) = self.agent.get(&format!("{}/healthz", self.base)).call() {
