@@ -241,6 +241,13 @@ impl Trigger {
                 ))
             }
             Screening::Admitted { matched, facts } => {
+                // What every stored outcome of a genuine delivery shares.
+                let admitted = NewDelivery {
+                    dedupe_key: facts.dedupe_key.as_deref(),
+                    matched_secret: Some(matched.as_str()),
+                    event_type: facts.event.name.as_deref(),
+                    ..base
+                };
                 let holder = match (&facts.dedupe_key, core_ingest::dedupes(&cfg, &facts)) {
                     (Some(key), true) => ledger.find_holder(key, cfg.dedupe_cutoff(received_at))?,
                     _ => None,
@@ -269,11 +276,8 @@ impl Trigger {
                             &cfg,
                             &NewDelivery {
                                 status: DeliveryStatus::Ignored,
-                                dedupe_key: facts.dedupe_key.as_deref(),
-                                matched_secret: Some(matched.as_str()),
-                                event_type: facts.event.name.as_deref(),
                                 reason: Some(reason.as_str()),
-                                ..base
+                                ..admitted
                             },
                             &body,
                         )
@@ -294,11 +298,8 @@ impl Trigger {
                                     &cfg,
                                     &NewDelivery {
                                         status: DeliveryStatus::Ignored,
-                                        dedupe_key: facts.dedupe_key.as_deref(),
-                                        matched_secret: Some(matched.as_str()),
-                                        event_type: facts.event.name.as_deref(),
                                         reason: Some(IgnoreReason::NoRouteMatched.as_str()),
-                                        ..base
+                                        ..admitted
                                     },
                                     &body,
                                 )
@@ -307,11 +308,8 @@ impl Trigger {
                         let first = runs.first().map(|r| r.id.clone());
                         ledger.insert_delivery(
                             &NewDelivery {
-                                dedupe_key: facts.dedupe_key.as_deref(),
-                                matched_secret: Some(matched.as_str()),
-                                event_type: facts.event.name.as_deref(),
                                 run_id: first.as_deref(),
-                                ..base
+                                ..admitted
                             },
                             &body,
                             Some(cfg.storage_budget()),

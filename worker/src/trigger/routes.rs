@@ -25,7 +25,25 @@ const BACKTEST_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// The `name` of the route made from a trigger's `target_url`.
 const DEFAULT_ROUTE_NAME: &str = "default";
 
+/// The path (and query) a delivery arrived on, as filters see it.
+fn ingress_path(trigger_id: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("/hooks/{trigger_id}?{q}"),
+        _ => format!("/hooks/{trigger_id}"),
+    }
+}
+
 impl Trigger {
+    /// A route's configuration from the cache (parsed and its filter
+    /// compiled once, not on every claim and report).
+    pub(super) fn cached_route(&self, id: &str) -> ApiResult<Option<RouteConfig>> {
+        Ok(self
+            .routes()?
+            .iter()
+            .find(|r| r.config.id == id)
+            .map(|r| r.config.clone()))
+    }
+
     /// The trigger's routes in enqueue order, from the cache.
     pub(super) fn routes(&self) -> ApiResult<Rc<Vec<CachedRoute>>> {
         if let Some(r) = self.routes.borrow().as_ref() {
@@ -75,10 +93,7 @@ impl Trigger {
                 held: false,
             }]));
         }
-        let path = match query {
-            Some(q) if !q.is_empty() => format!("/hooks/{}?{q}", cfg.id),
-            _ => format!("/hooks/{}", cfg.id),
-        };
+        let path = ingress_path(&cfg.id, query);
         let selected = route::select(routes.iter().map(|r| &r.config), event, || {
             FilterInput::new(headers, body, &path)
         });
@@ -311,10 +326,7 @@ impl Trigger {
             }
             let headers = ledger.stored_headers(&c.headers)?;
             let event = route::stored_event(&cfg, &headers, &body);
-            let path = match c.query.as_deref() {
-                Some(q) if !q.is_empty() => format!("/hooks/{}?{q}", cfg.id),
-                _ => format!("/hooks/{}", cfg.id),
-            };
+            let path = ingress_path(&cfg.id, c.query.as_deref());
             result.evaluated += 1;
             let passes = edgehook_core::provider::event_passes(&event_types, &event)
                 && filter.matches(&FilterInput::new(&headers, &body, &path));

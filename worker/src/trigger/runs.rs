@@ -75,7 +75,9 @@ impl Trigger {
             ledger.deliver_without_target(run_id, now)?;
             return drop();
         };
-        let Some(route_row) = ledger.route(&route_id)? else {
+        let (Some(route_row), Some(route)) =
+            (ledger.route(&route_id)?, self.cached_route(&route_id)?)
+        else {
             // Its route was deleted after the run was made.
             if !state.status.is_final() {
                 let closed = run::RunState {
@@ -89,7 +91,6 @@ impl Trigger {
             }
             return drop();
         };
-        let route = route_row.config()?;
         let idle = state.lease_until.is_none_or(|l| l <= now);
         if route_row.paused() && state.status == run::RunStatus::Queued && idle {
             ledger.hold_run(&run, &run::hold(&state), now)?;
@@ -219,7 +220,10 @@ impl Trigger {
             Some(id) => ledger.route(id)?,
             None => None,
         };
-        let route = route_row.as_ref().map(|r| r.config()).transpose()?;
+        let route = match &run_row.route_id {
+            Some(id) => self.cached_route(id)?,
+            None => None,
+        };
         let policy = route.as_ref().map_or(
             RetryPolicy {
                 max_attempts: cfg.max_attempts,
