@@ -60,6 +60,19 @@ fn send_event(id: &str, event: &str, key: &str, body: &Value) -> Value {
     r.json()
 }
 
+/// Sends `n` push deliveries with bodies `{field: 0..n}`; returns their ids
+/// in receive order.
+fn send_pushes(id: &str, n: usize, field: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            send_event(id, "push", &unique("k"), &json!({ field: i }))["delivery_id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect()
+}
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -306,14 +319,7 @@ fn the_breaker_pauses_a_failing_route_holds_its_runs_and_resume_releases_them_in
     assert_eq!(r["pause_after_failures"], 2);
     assert!(r["paused_at"].is_null());
 
-    let sent: Vec<String> = (0..4)
-        .map(|n| {
-            send_event(&id, "push", &unique("k"), &json!({"n": n}))["delivery_id"]
-                .as_str()
-                .expect("id")
-                .to_string()
-        })
-        .collect();
+    let sent: Vec<String> = send_pushes(&id, 4, "n");
     // Two failed attempts in a row pause the route.
     wait_until("the breaker", Duration::from_secs(40), || {
         !route_view(&id, &route_id)["paused_at"].is_null()
@@ -397,14 +403,7 @@ fn a_tripped_route_tries_again_on_its_own_after_its_cool_down() {
                "retry_base_seconds": 1, "max_attempts": 20, "breaker_cooldown_seconds": 3}),
     );
     let route_id = r["id"].as_str().expect("id").to_string();
-    let sent: Vec<String> = (0..2)
-        .map(|n| {
-            send_event(&id, "push", &unique("k"), &json!({"n": n}))["delivery_id"]
-                .as_str()
-                .expect("id")
-                .to_string()
-        })
-        .collect();
+    let sent: Vec<String> = send_pushes(&id, 2, "n");
     wait_until("the breaker", Duration::from_secs(40), || {
         !route_view(&id, &route_id)["paused_at"].is_null()
     });
@@ -433,14 +432,7 @@ fn a_rate_limited_route_spaces_its_attempts_and_the_timeline_shows_the_wait() {
         json!({"target_url": capture.url(&path), "rate_limit_per_second": 2}),
     );
     let n = 6;
-    let sent: Vec<String> = (0..n)
-        .map(|i| {
-            send_event(&id, "push", &unique("k"), &json!({"i": i}))["delivery_id"]
-                .as_str()
-                .expect("id")
-                .to_string()
-        })
-        .collect();
+    let sent: Vec<String> = send_pushes(&id, n, "i");
     let calls = capture.wait_for(&path, n, Duration::from_secs(60));
     let mut times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
     times.sort();
@@ -479,14 +471,7 @@ fn an_ordered_route_delivers_one_run_at_a_time_in_receive_order_under_retries() 
                "pause_after_failures": 0}),
     );
     let n = scaled(10, 40);
-    let sent: Vec<String> = (0..n)
-        .map(|i| {
-            send_event(&id, "push", &unique("k"), &json!({"seq": i}))["delivery_id"]
-                .as_str()
-                .expect("id")
-                .to_string()
-        })
-        .collect();
+    let sent: Vec<String> = send_pushes(&id, n, "seq");
     for d in &sent {
         shared().wait_delivery(&id, d, Duration::from_secs(120), |v| {
             v["status"] == "delivered"
