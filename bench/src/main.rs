@@ -147,6 +147,22 @@ where
     (all, started.elapsed())
 }
 
+/// A signed GitHub push to trigger `id` with delivery id `delivery`.
+fn push_request(
+    id: &str,
+    sig: &str,
+    delivery: String,
+    body: &[u8],
+) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let headers = vec![
+        ("x-hub-signature-256".to_string(), sig.to_string()),
+        ("x-github-event".to_string(), "push".to_string()),
+        ("x-github-delivery".to_string(), delivery),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    (format!("/hooks/{id}"), headers, body.to_vec())
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -216,13 +232,7 @@ fn main() {
     let (b3, s3, id3) = (body.clone(), sig.clone(), id.clone());
     let run_tag = unique("run");
     let fresh = load(&edge.base, requests, concurrency, move |i| {
-        let headers = vec![
-            ("x-hub-signature-256".to_string(), s3.clone()),
-            ("x-github-event".to_string(), "push".to_string()),
-            ("x-github-delivery".to_string(), format!("{run_tag}-{i}")),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        (format!("/hooks/{id3}"), headers, b3.clone())
+        push_request(&id3, &s3, format!("{run_tag}-{i}"), &b3)
     });
     // The same with routes: one, and three with content filters, all to a
     // local target (so dispatch runs beside ingest, as in production); then
@@ -273,25 +283,11 @@ fn main() {
         // Warm the trigger's object (and its route cache) first.
         let _ = load(&edge.base, 1, 1, {
             let (b, s, tid) = (b.clone(), s.clone(), tid.clone());
-            move |_| {
-                let headers = vec![
-                    ("x-hub-signature-256".to_string(), s.clone()),
-                    ("x-github-event".to_string(), "push".to_string()),
-                    ("x-github-delivery".to_string(), unique("warm")),
-                    ("content-type".to_string(), "application/json".to_string()),
-                ];
-                (format!("/hooks/{tid}"), headers, b.clone())
-            }
+            move |_| push_request(&tid, &s, unique("warm"), &b)
         });
         let started = Instant::now();
         route_loads.push(load(&edge.base, route_requests, concurrency, move |i| {
-            let headers = vec![
-                ("x-hub-signature-256".to_string(), s.clone()),
-                ("x-github-event".to_string(), "push".to_string()),
-                ("x-github-delivery".to_string(), format!("{tag}-{i}")),
-                ("content-type".to_string(), "application/json".to_string()),
-            ];
-            (format!("/hooks/{tid}"), headers, b.clone())
+            push_request(&tid, &s, format!("{tag}-{i}"), &b)
         }));
         if paused {
             continue;
@@ -372,13 +368,7 @@ fn main() {
     let path = paths[0].clone();
     let (b, s, tag) = (body.clone(), sig.clone(), unique("sustained"));
     let (acked, wall) = sustained(&edge.base, dispatch_seconds, concurrency, move |i| {
-        let headers = vec![
-            ("x-hub-signature-256".to_string(), s.clone()),
-            ("x-github-event".to_string(), "push".to_string()),
-            ("x-github-delivery".to_string(), format!("{tag}-{i}")),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        (format!("/hooks/{tid}"), headers, b.clone())
+        push_request(&tid, &s, format!("{tag}-{i}"), &b)
     });
     let load_end = Instant::now();
     let mut acked_at = std::collections::HashMap::new();
