@@ -87,6 +87,24 @@ const ROW_SELECT: &str =
     r.route_id AS r_route_id
     FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id";
 
+/// Adds `received_at` bounds (`after` inclusive, `before` exclusive) to a
+/// query being built.
+fn received_between(
+    query: &mut String,
+    args: &mut Vec<V>,
+    after: Option<Timestamp>,
+    before: Option<Timestamp>,
+) {
+    if let Some(t) = after {
+        query.push_str(" AND received_at >= ?");
+        args.push(i(t.millis()));
+    }
+    if let Some(t) = before {
+        query.push_str(" AND received_at < ?");
+        args.push(i(t.millis()));
+    }
+}
+
 impl Ledger {
     /// The dedupe holder for `key` received at or after `cutoff`.
     pub fn find_holder(&self, key: &str, cutoff: Timestamp) -> ApiResult<Option<Holder>> {
@@ -241,14 +259,7 @@ impl Ledger {
             query.push_str(" AND status = ?");
             args.push(s(st.as_str()));
         }
-        if let Some(t) = after {
-            query.push_str(" AND received_at >= ?");
-            args.push(i(t.millis()));
-        }
-        if let Some(t) = before {
-            query.push_str(" AND received_at < ?");
-            args.push(i(t.millis()));
-        }
+        received_between(&mut query, &mut args, after, before);
         if let Some(e) = event_type {
             query.push_str(" AND event_type = ?");
             args.push(s(e));
@@ -453,14 +464,7 @@ impl Ledger {
              WHERE status != 'rejected' AND replayed_from IS NULL",
         );
         let mut args = Vec::new();
-        if let Some(t) = after {
-            query.push_str(" AND received_at >= ?");
-            args.push(i(t.millis()));
-        }
-        if let Some(t) = before {
-            query.push_str(" AND received_at < ?");
-            args.push(i(t.millis()));
-        }
+        received_between(&mut query, &mut args, after, before);
         query.push_str(" ORDER BY received_at DESC, id DESC LIMIT ?");
         args.push(i(i64::from(limit)));
         self.rows("filter candidates", &query, args)
