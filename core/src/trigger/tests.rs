@@ -141,3 +141,21 @@ fn rotation_keeps_previous_for_the_grace_period() {
         .expect("rotate");
     assert!(t.previous_secret.is_none());
 }
+
+#[test]
+fn target_hosts_are_ascii_and_punycode_names_pass() {
+    // The Wasm carries no Unicode host tables (see `check_target_url`):
+    // an international name is refused with a message saying what to send,
+    // and its punycode form is accepted as it is.
+    let err = check_target_url("https://bücher.example/hook").expect_err("unicode host");
+    assert_eq!(err.field, "target_url");
+    assert!(err.message.contains("xn--"), "{}", err.message);
+    assert_eq!(
+        check_target_url("https://xn--bcher-kva.example/hook").as_deref(),
+        Ok("https://xn--bcher-kva.example/hook")
+    );
+    assert_eq!(
+        check_target_url("https://EXAMPLE.com/a").as_deref(),
+        Ok("https://example.com/a")
+    );
+}
