@@ -253,12 +253,20 @@ async fn sync_trigger(
             .with_context(|| format!("writing the routes of {id}"))?;
     }
     let mut after = db::cursor(&conn.client, id).await?;
-    loop {
-        let page = edge.changes(id, after, page_size).await?;
-        if page.changes.is_empty() {
-            break;
-        }
-        let written = write_with_retry(conn, id, &page).await?;
+    // The next page is fetched while this one is written: the edge and the
+    // database work at the same time, and a page commits with its cursor
+    // before the next is written, as before.
+    let mut page = edge.changes(id, after, page_size).await?;
+    while !page.changes.is_empty() {
+        let prefetch = async {
+            if page.has_more {
+                edge.changes(id, page.next_after, page_size).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (written, next) = tokio::join!(write_with_retry(conn, id, &page), prefetch);
+        let written = written?;
         stats.deliveries += written.deliveries;
         stats.runs += written.runs;
         stats.attempts += written.attempts;
@@ -267,8 +275,9 @@ async fn sync_trigger(
         let total = rows.fetch_add(page_rows, std::sync::atomic::Ordering::Relaxed) + page_rows;
         progress.rows(total);
         after = page.next_after;
-        if !page.has_more {
-            break;
+        match next? {
+            Some(next) => page = next,
+            None => break,
         }
     }
     Ok((stats, after))

@@ -171,6 +171,16 @@ impl Capture {
             .collect()
     }
 
+    /// How many requests `path` has received so far (without copying them).
+    pub fn count(&self, path: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| c.path == path)
+            .count()
+    }
+
     /// Waits until `path` has received at least `n` requests.
     pub fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Captured> {
         let deadline = Instant::now() + timeout;

@@ -40,6 +40,17 @@ impl Resp {
     }
 }
 
+/// What runs a Worker: `wrangler dev`, or Miniflare's API without
+/// wrangler's proxy and inspector (`bench/miniflare.mjs`, for benchmarks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    /// `wrangler dev` with the `wrangler.toml` in the edge's directory.
+    Wrangler,
+    /// `node bench/miniflare.mjs <worker>`: `edgehook`,
+    /// `edgehook-without-consumer`, `noop`, `floor-rpc` or `floor-fetch`.
+    Miniflare(&'static str),
+}
+
 /// A running local edge.
 pub struct Edge {
     /// `http://127.0.0.1:<port>`.
@@ -52,6 +63,7 @@ pub struct Edge {
     port: u16,
     /// Times the runtime was started again on new ports (see `spawn`).
     port_retries: u32,
+    runtime: Runtime,
     child: Option<Child>,
     agent: ureq::Agent,
 }
@@ -101,11 +113,59 @@ impl Edge {
         register_secret(&dispatch_secret);
         std::fs::write(dir.join(".dev.vars"), vars).expect("write .dev.vars");
         write_config(&dir, consumer);
-        Edge::run(dir, admin_token, dispatch_secret)
+        Edge::run(dir, admin_token, dispatch_secret, Runtime::Wrangler)
     }
 
-    /// Starts wrangler in `dir`, which holds its config.
-    fn run(dir: PathBuf, admin_token: String, dispatch_secret: String) -> Edge {
+    /// Starts the Worker under Miniflare's API (see [`Runtime`]) with fresh
+    /// state: `edgehook` or `edgehook-without-consumer`.
+    pub fn start_miniflare(worker: &'static str) -> Edge {
+        let dir = new_dir("edgehook-mf");
+        let admin_token = format!("adm_{}", random_hex(16));
+        let dispatch_secret = format!("whsec_{}", b64(random_hex(24).as_bytes()));
+        register_secret(&admin_token);
+        register_secret(&dispatch_secret);
+        Edge::run(dir, admin_token, dispatch_secret, Runtime::Miniflare(worker))
+    }
+
+    /// Starts a benchmark reference Worker: `noop`, or the JavaScript floor
+    /// (`bench/floor/floor.js`, `floor-rpc` or `floor-fetch`) verifying
+    /// GitHub signatures made with `secret`; under `wrangler dev` or
+    /// Miniflare.
+    pub fn start_reference(worker: &'static str, secret: &str, miniflare: bool) -> Edge {
+        let dir = new_dir("edgehook-ref");
+        std::fs::write(dir.join(".dev.vars"), format!("FLOOR_SECRET={secret}\n"))
+            .expect("write .dev.vars");
+        if miniflare {
+            return Edge::run(dir, String::new(), String::new(), Runtime::Miniflare(worker));
+        }
+        let root = root().canonicalize().expect("root");
+        let config = match worker {
+            "noop" => {
+                std::fs::write(
+                    dir.join("noop.js"),
+                    "export default { async fetch(request) { await request.arrayBuffer(); \
+                     return new Response('{}', { headers: { 'content-type': 'application/json' } }); } };\n",
+                )
+                .expect("write noop.js");
+                "name = \"noop\"\nmain = \"noop.js\"\ncompatibility_date = \"2026-04-01\"\n".to_string()
+            }
+            "floor-rpc" | "floor-fetch" => format!(
+                "name = \"floor\"\nmain = \"{}\"\ncompatibility_date = \"2026-04-01\"\n\
+                 [vars]\nFLOOR_MODE = \"{}\"\n\
+                 [[durable_objects.bindings]]\nname = \"LEDGER\"\nclass_name = \"Ledger\"\n\
+                 [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"Ledger\"]\n\
+                 [[queues.producers]]\nbinding = \"RUNS\"\nqueue = \"floor-runs\"\n",
+                root.join("bench/floor/floor.js").display(),
+                worker.trim_start_matches("floor-"),
+            ),
+            other => panic!("no reference Worker {other}"),
+        };
+        std::fs::write(dir.join("wrangler.toml"), config).expect("write wrangler.toml");
+        Edge::run(dir, String::new(), String::new(), Runtime::Wrangler)
+    }
+
+    /// Starts `runtime` in `dir`, which holds its config.
+    fn run(dir: PathBuf, admin_token: String, dispatch_secret: String, runtime: Runtime) -> Edge {
         let mut edge = Edge {
             base: String::new(),
             admin_token,
@@ -113,6 +173,7 @@ impl Edge {
             dir,
             port: free_port(),
             port_retries: 0,
+            runtime,
             child: None,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
@@ -126,19 +187,7 @@ impl Edge {
     /// Starts a do-nothing Worker (it answers `{}` to everything) on the same
     /// runtime, the baseline for benchmarks.
     pub fn start_noop() -> Edge {
-        let dir = new_dir("edgehook-noop");
-        std::fs::write(
-            dir.join("noop.js"),
-            "export default { async fetch(request) { await request.arrayBuffer(); \
-             return new Response('{}', { headers: { 'content-type': 'application/json' } }); } };\n",
-        )
-        .expect("write noop.js");
-        std::fs::write(
-            dir.join("wrangler.toml"),
-            "name = \"noop\"\nmain = \"noop.js\"\ncompatibility_date = \"2026-04-01\"\n",
-        )
-        .expect("write wrangler.toml");
-        Edge::run(dir, String::new(), String::new())
+        Edge::start_reference("noop", "", false)
     }
 
     /// The directory holding config, secrets, logs and state.
@@ -148,7 +197,10 @@ impl Edge {
 
     /// The Durable Object state directory of the Trigger class.
     pub fn trigger_state_dir(&self) -> PathBuf {
-        self.dir.join("state/v3/do/edgehook-Trigger")
+        match self.runtime {
+            Runtime::Wrangler => self.dir.join("state/v3/do/edgehook-Trigger"),
+            Runtime::Miniflare(_) => self.dir.join("state/do/-Trigger"),
+        }
     }
 
     fn log_path(&self) -> PathBuf {
@@ -179,15 +231,33 @@ impl Edge {
             .append(true)
             .open(self.log_path())
             .expect("open log");
-        let mut cmd = Command::new(wrangler);
-        cmd.args(["dev", "--config"])
-            .arg(self.dir.join("wrangler.toml"))
-            .args(["--ip", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--inspector-port", &free_port().to_string()])
-            .arg("--persist-to")
-            .arg(self.dir.join("state"))
-            .arg("--show-interactive-dev-session=false")
-            .env("WRANGLER_SEND_METRICS", "false")
+        let mut cmd = match self.runtime {
+            Runtime::Wrangler => {
+                let mut cmd = Command::new(wrangler);
+                cmd.args(["dev", "--config"])
+                    .arg(self.dir.join("wrangler.toml"))
+                    .args(["--ip", "127.0.0.1", "--port", &self.port.to_string()])
+                    .args(["--inspector-port", &free_port().to_string()])
+                    .arg("--persist-to")
+                    .arg(self.dir.join("state"))
+                    .arg("--show-interactive-dev-session=false");
+                cmd
+            }
+            Runtime::Miniflare(worker) => {
+                let mut cmd = Command::new("node");
+                cmd.arg(root.join("bench/miniflare.mjs"))
+                    .args([worker, &self.port.to_string()])
+                    .arg(self.dir.join("state"))
+                    .env("ADMIN_TOKEN", &self.admin_token)
+                    .env("DISPATCH_SECRET", &self.dispatch_secret);
+                let vars = std::fs::read_to_string(self.dir.join(".dev.vars")).unwrap_or_default();
+                if let Some(secret) = vars.lines().find_map(|l| l.strip_prefix("FLOOR_SECRET=")) {
+                    cmd.env("FLOOR_SECRET", secret);
+                }
+                cmd
+            }
+        };
+        cmd.env("WRANGLER_SEND_METRICS", "false")
             .env("WRANGLER_SEND_ERROR_REPORTS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .env("EDGEHOOK_SKIP_BUILD", "1")
@@ -218,7 +288,9 @@ impl Edge {
                     // another process may take one first: start again on
                     // new ports (a few times) rather than fail the suite.
                     let log = self.log_tail();
-                    if log.contains("Address already in use") && self.port_retries < 3 {
+                    if (log.contains("Address already in use") || log.contains("EADDRINUSE"))
+                        && self.port_retries < 3
+                    {
                         self.port_retries += 1;
                         self.child = None;
                         self.port = free_port();
@@ -260,6 +332,13 @@ impl Edge {
 
     /// Starts wrangler again on the same state and port.
     pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Starts the edge again on the same state and port under `runtime`
+    /// (e.g. with a queue consumer after running without one).
+    pub fn restart_as(&mut self, runtime: Runtime) {
+        self.runtime = runtime;
         self.spawn();
     }
 

@@ -25,7 +25,7 @@ pub mod pg;
 
 pub use capture::{Capture, Captured};
 pub use client::{raw_http, raw_http_cut, try_post};
-pub use edge::{shared, Edge, Resp};
+pub use edge::{shared, Edge, Resp, Runtime};
 
 pub use edgehook_core::encoding::{b64, b64_decode};
 pub use edgehook_core::verify::hmac_sha256;

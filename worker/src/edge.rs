@@ -11,6 +11,7 @@
 use edgehook_core::id::is_issued_trigger_id;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use serde_json::json;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Env, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
@@ -81,6 +82,19 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
         Some(q) if !q.is_empty() => format!("/ingest?{q}"),
         _ => "/ingest".to_string(),
     };
+    // A small body with a declared length is read whole by the runtime and
+    // handed on as it is: HTTP framing bounds it by the declared length,
+    // and it never passes through Wasm (the pump below copies each chunk in
+    // and out). Anything larger, or of unknown length, is streamed.
+    if http::declared_length(&req).is_some_and(|n| n <= SMALL_BODY_BYTES) {
+        let read = req.inner().array_buffer().map_err(|e| {
+            ApiError::internal("read body", format!("{e:?}"))
+        })?;
+        let body = JsFuture::from(http::handled(read))
+            .await
+            .map_err(|_| ApiError::bad_request("the request body ended early"))?;
+        return wire::call_with_js_body(&stub, Method::Post, &path, headers, body).await;
+    }
     wire::call_with_streamed_body(
         &stub,
         Method::Post,
@@ -91,3 +105,6 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     )
     .await
 }
+
+/// Bodies up to this declared size skip the streaming pump (see `ingress`).
+const SMALL_BODY_BYTES: u64 = 64 * 1024;

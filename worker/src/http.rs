@@ -31,6 +31,15 @@ pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
         .fixed(body)
 }
 
+/// The request's declared `Content-Length`, when it is a number.
+pub fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Refuses a request whose declared `Content-Length` is over `limit` (or
 /// not a number), before any of its body is read.
 pub fn check_declared_length(req: &Request, limit: u64) -> ApiResult<()> {

@@ -203,6 +203,23 @@ pub async fn call(
     Ok(stub.fetch_with_request(req).await?)
 }
 
+/// Calls a Durable Object with a body the runtime already holds (an
+/// `ArrayBuffer` read by JavaScript): the bytes never pass through Wasm.
+pub async fn call_with_js_body(
+    stub: &Stub,
+    method: Method,
+    path_and_query: &str,
+    headers: Headers,
+    body: JsValue,
+) -> ApiResult<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(method)
+        .with_headers(headers)
+        .with_body(Some(body));
+    let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
+    Ok(stub.fetch_with_request(req).await?)
+}
+
 /// Calls a Durable Object with `req`'s body streamed to it, never buffered
 /// here: the object reads it at its own pace and up to its own limit.
 ///

@@ -1,0 +1,102 @@
+// The JavaScript floor for `make bench`: the least work that durable,
+// deduplicated admission of a signed webhook needs on this platform.
+//
+// It verifies a GitHub signature with `crypto.subtle`, inserts the delivery
+// into a SQLite Durable Object with insert-if-absent on the delivery id, sets
+// an alarm and sends one queue message. It does nothing else: no config, no
+// registry, no runs, no limits. `FLOOR_MODE` picks how the Worker reaches the
+// object: "rpc" (a JavaScript RPC method of a class that extends
+// `DurableObject`) or "fetch" (the object's `fetch`, as workers-rs does).
+
+import { DurableObject } from "cloudflare:workers";
+
+const encoder = new TextEncoder();
+let key;
+
+function hexBytes(hex) {
+  if (hex.length !== 64 || !/^[0-9a-f]+$/i.test(hex)) return null;
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+async function verified(env, body, header) {
+  if (!header || !header.startsWith("sha256=")) return false;
+  const sig = hexBytes(header.slice(7));
+  if (!sig) return false;
+  key ??= crypto.subtle.importKey(
+    "raw",
+    encoder.encode(env.FLOOR_SECRET),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["verify"],
+  );
+  return crypto.subtle.verify("HMAC", await key, sig, body);
+}
+
+function json(status, value) {
+  return new Response(JSON.stringify(value), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+export class Ledger extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    ctx.storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS deliveries (id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL)",
+    );
+  }
+
+  // Inserts the delivery unless its id is known; a new one gets an alarm
+  // (the re-send guarantee) and its queue message.
+  async admit(id, body) {
+    const now = Date.now();
+    const cursor = this.ctx.storage.sql.exec(
+      "INSERT INTO deliveries (id, received_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+      id,
+      now,
+      body,
+    );
+    const fresh = cursor.rowsWritten > 0;
+    if (fresh) {
+      if ((await this.ctx.storage.getAlarm()) === null) {
+        await this.ctx.storage.setAlarm(now + 60_000);
+      }
+      await this.env.RUNS.send({ id });
+    }
+    return fresh;
+  }
+
+  async fetch(request) {
+    const id = request.headers.get("x-delivery-id");
+    const fresh = await this.admit(id, await request.arrayBuffer());
+    return json(200, { status: fresh ? "accepted" : "duplicate" });
+  }
+
+  async alarm() {}
+}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname === "/healthz") return json(200, { ok: true });
+    const body = await request.arrayBuffer();
+    if (!(await verified(env, body, request.headers.get("x-hub-signature-256")))) {
+      return json(401, { error: "invalid_signature" });
+    }
+    const id = request.headers.get("x-github-delivery");
+    if (!id) return json(400, { error: "missing_delivery_id" });
+    const stub = env.LEDGER.get(env.LEDGER.idFromName(url.pathname));
+    if (env.FLOOR_MODE === "rpc") {
+      const fresh = await stub.admit(id, body);
+      return json(200, { status: fresh ? "accepted" : "duplicate" });
+    }
+    return stub.fetch("https://ledger/admit", {
+      method: "POST",
+      headers: { "x-delivery-id": id },
+      body,
+    });
+  },
+};

@@ -1,0 +1,236 @@
+//! Load generation: signed requests, fixed-count loads with latency
+//! percentiles, and time-bounded loads that keep every answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgehook_e2e::{github_signature, hex, hmac_sha256, unix_now};
+
+/// One request: path, headers and body.
+pub type Req = (String, Vec<(String, String)>, Vec<u8>);
+
+/// A load's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Requests answered per second of wall time.
+    pub rps: f64,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+    /// Requests that failed or were not answered 2xx.
+    pub errors: usize,
+}
+
+/// The signature scheme of a benchmark request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// `X-Hub-Signature-256` over the body; the delivery id in a header.
+    GitHub,
+    /// `Stripe-Signature` over `t.body`; the event id in the body.
+    Stripe,
+}
+
+impl Provider {
+    /// The trigger's `provider` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::GitHub => "github",
+            Provider::Stripe => "stripe",
+        }
+    }
+}
+
+/// A JSON body of exactly `size` bytes whose `id` is `id`.
+pub fn body(id: &str, size: usize) -> Vec<u8> {
+    let head = format!(r#"{{"id":"{id}","type":"push","ref":"refs/heads/main","filler":""#);
+    let fill = size.saturating_sub(head.len() + 2);
+    let mut out = head.into_bytes();
+    out.resize(out.len() + fill, b'x');
+    out.extend_from_slice(b"\"}");
+    out
+}
+
+/// Makes signed requests for one trigger: `new` gives each request its own
+/// delivery id, otherwise every request is the same delivery.
+#[derive(Clone)]
+pub struct Signer {
+    /// The trigger's ingress path.
+    pub path: String,
+    /// Its signing secret.
+    pub secret: String,
+    /// How requests are signed.
+    pub provider: Provider,
+    /// Body size in bytes.
+    pub size: usize,
+    /// A tag that keeps delivery ids apart across loads.
+    pub tag: String,
+    /// GitHub: the one body, and its signature.
+    fixed: Arc<(Vec<u8>, String)>,
+}
+
+impl Signer {
+    /// A signer for `path`.
+    pub fn new(path: &str, secret: &str, provider: Provider, size: usize, tag: &str) -> Signer {
+        let fixed = body(&format!("{tag}-body"), size);
+        let sig = github_signature(secret, &fixed);
+        Signer {
+            path: path.to_string(),
+            secret: secret.to_string(),
+            provider,
+            size,
+            tag: tag.to_string(),
+            fixed: Arc::new((fixed, sig)),
+        }
+    }
+
+    /// Request `i`: a new delivery when `new`, else the same one each time.
+    pub fn request(&self, i: usize, new: bool) -> Req {
+        let id = if new {
+            format!("{}-{i}", self.tag)
+        } else {
+            format!("{}-dup", self.tag)
+        };
+        match self.provider {
+            Provider::GitHub => {
+                let (body, sig) = &*self.fixed;
+                let headers = vec![
+                    ("x-hub-signature-256".to_string(), sig.clone()),
+                    ("x-github-event".to_string(), "push".to_string()),
+                    ("x-github-delivery".to_string(), id),
+                    ("content-type".to_string(), "application/json".to_string()),
+                ];
+                (self.path.clone(), headers, body.clone())
+            }
+            Provider::Stripe => {
+                let body = body(&id, self.size);
+                let t = unix_now();
+                let mac = hmac_sha256(
+                    self.secret.as_bytes(),
+                    &[t.to_string().as_bytes(), b".", &body],
+                );
+                let headers = vec![
+                    ("stripe-signature".to_string(), format!("t={t},v1={}", hex(&mac))),
+                    ("content-type".to_string(), "application/json".to_string()),
+                ];
+                (self.path.clone(), headers, body)
+            }
+        }
+    }
+}
+
+fn send(agent: &ureq::Agent, base: &str, (path, headers, body): Req) -> Result<String, ()> {
+    let mut req = agent.post(&format!("{base}{path}"));
+    for (k, v) in &headers {
+        req = req.set(k, v);
+    }
+    match req.send_bytes(&body) {
+        Ok(r) => r.into_string().map_err(|_| ()),
+        Err(_) => Err(()),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Sends `n` POSTs with `concurrency` threads; `make` builds request `i`.
+pub fn load<F>(base: &str, n: usize, concurrency: usize, make: F) -> Load
+where
+    F: Fn(usize) -> Req + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (make, next, base) = (make.clone(), next.clone(), base.to_string());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return (lat, errors);
+                    }
+                    let req = make(i);
+                    let t = Instant::now();
+                    if send(&agent, &base, req).is_err() {
+                        errors += 1;
+                    }
+                    lat.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().expect("load thread");
+        all.extend(l);
+        errors += e;
+    }
+    let wall = started.elapsed();
+    all.sort();
+    Load {
+        rps: n as f64 / wall.as_secs_f64(),
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        errors,
+    }
+}
+
+/// Sends POSTs for `seconds` with `concurrency` threads; returns every
+/// answered body with the time it was answered, and the load's wall time.
+pub fn sustained<F>(
+    base: &str,
+    seconds: u64,
+    concurrency: usize,
+    make: F,
+) -> (Vec<(Instant, String)>, Duration)
+where
+    F: Fn(usize) -> Req + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (make, next, base) = (make.clone(), next.clone(), base.to_string());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut out = Vec::new();
+                while Instant::now() < until {
+                    let req = make(next.fetch_add(1, Ordering::Relaxed));
+                    if let Ok(text) = send(&agent, &base, req) {
+                        out.push((Instant::now(), text));
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("load thread"));
+    }
+    (all, started.elapsed())
+}
+
+/// The `p` quantile of sorted durations (zero when empty).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Milliseconds with one decimal.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
