@@ -8,7 +8,9 @@ const LEFT: f64 = 300.0;
 const COLORS: [&str; 3] = ["#4c78a8", "#f58518", "#54a24b"];
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Horizontal bars: one group per row, one bar per series value.

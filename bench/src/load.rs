@@ -11,7 +11,7 @@ use edgehook_e2e::{github_signature, hex, hmac_sha256, unix_now};
 pub type Req = (String, Vec<(String, String)>, Vec<u8>);
 
 /// A load's outcome.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Load {
     /// Requests answered per second of wall time.
     pub rps: f64,
@@ -21,6 +21,8 @@ pub struct Load {
     pub p99: Duration,
     /// Requests that failed or were not answered 2xx.
     pub errors: usize,
+    /// What the errors were: a status code or "transport", with counts.
+    pub error_kinds: std::collections::BTreeMap<String, usize>,
 }
 
 /// The signature scheme of a benchmark request.
@@ -111,7 +113,10 @@ impl Signer {
                     &[t.to_string().as_bytes(), b".", &body],
                 );
                 let headers = vec![
-                    ("stripe-signature".to_string(), format!("t={t},v1={}", hex(&mac))),
+                    (
+                        "stripe-signature".to_string(),
+                        format!("t={t},v1={}", hex(&mac)),
+                    ),
                     ("content-type".to_string(), "application/json".to_string()),
                 ];
                 (self.path.clone(), headers, body)
@@ -120,14 +125,16 @@ impl Signer {
     }
 }
 
-fn send(agent: &ureq::Agent, base: &str, (path, headers, body): Req) -> Result<String, ()> {
+/// Sends one request; an error is its status code, or "transport".
+fn send(agent: &ureq::Agent, base: &str, (path, headers, body): Req) -> Result<String, String> {
     let mut req = agent.post(&format!("{base}{path}"));
     for (k, v) in &headers {
         req = req.set(k, v);
     }
     match req.send_bytes(&body) {
-        Ok(r) => r.into_string().map_err(|_| ()),
-        Err(_) => Err(()),
+        Ok(r) => r.into_string().map_err(|_| "transport".to_string()),
+        Err(ureq::Error::Status(code, _)) => Err(code.to_string()),
+        Err(_) => Err("transport".to_string()),
     }
 }
 
@@ -151,7 +158,7 @@ where
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut lat = Vec::new();
-                let mut errors = 0;
+                let mut errors = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
@@ -159,8 +166,8 @@ where
                     }
                     let req = make(i);
                     let t = Instant::now();
-                    if send(&agent, &base, req).is_err() {
-                        errors += 1;
+                    if let Err(kind) = send(&agent, &base, req) {
+                        errors.push(kind);
                     }
                     lat.push(t.elapsed());
                 }
@@ -168,12 +175,15 @@ where
         })
         .collect();
     let mut all = Vec::new();
-    let mut errors = 0;
+    let mut error_kinds = std::collections::BTreeMap::new();
     for h in handles {
         let (l, e) = h.join().expect("load thread");
         all.extend(l);
-        errors += e;
+        for kind in e {
+            *error_kinds.entry(kind).or_insert(0) += 1;
+        }
     }
+    let errors = error_kinds.values().sum();
     let wall = started.elapsed();
     all.sort();
     Load {
@@ -181,6 +191,7 @@ where
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
         errors,
+        error_kinds,
     }
 }
 

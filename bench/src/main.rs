@@ -132,7 +132,16 @@ fn row(name: &str, l: &Load, baseline: Option<&Load>, floor: Option<&Load>) -> V
         format!("{:.0}", l.rps),
         ms(l.p50),
         ms(l.p99),
-        l.errors.to_string(),
+        if l.errors == 0 {
+            "0".to_string()
+        } else {
+            let kinds: Vec<String> = l
+                .error_kinds
+                .iter()
+                .map(|(k, n)| format!("{n}×{k}"))
+                .collect();
+            kinds.join(", ")
+        },
         ratio(baseline),
         ratio(floor),
         floor.map_or("".into(), |f| {
@@ -157,7 +166,10 @@ fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: &Cap
     let mut refs = Vec::new();
     for worker in ["noop", "floor-fetch", "floor-rpc"] {
         let edge = Edge::start_reference(worker, SECRET, false);
-        refs.push((worker, github_load(&edge.base, "/hooks/t", requests, c, SMALL)));
+        refs.push((
+            worker,
+            github_load(&edge.base, "/hooks/t", requests, c, SMALL),
+        ));
     }
     let edge = Edge::start();
     let id = bench_trigger(&edge, Provider::GitHub);
@@ -224,9 +236,24 @@ fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: &Cap
     let floor = &refs[2].1;
     let mut rows = vec![
         row("do-nothing Worker", base, Some(base), None),
-        row("JS floor, Durable Object by fetch", &refs[1].1, Some(base), Some(floor)),
-        row("JS floor, Durable Object by RPC", floor, Some(base), Some(floor)),
-        row("edgehook, new deliveries (no routes)", &fresh, Some(base), Some(floor)),
+        row(
+            "JS floor, Durable Object by fetch",
+            &refs[1].1,
+            Some(base),
+            Some(floor),
+        ),
+        row(
+            "JS floor, Durable Object by RPC",
+            floor,
+            Some(base),
+            Some(floor),
+        ),
+        row(
+            "edgehook, new deliveries (no routes)",
+            &fresh,
+            Some(base),
+            Some(floor),
+        ),
         row("edgehook, duplicates", &dups, Some(base), Some(floor)),
     ];
     for (name, l) in [
@@ -308,7 +335,12 @@ fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Vec<f6
     for (k, c) in levels.iter().enumerate() {
         let base = &refs[0].1[k];
         let floor = &refs[1].1[k];
-        rows.push(row(&format!("c={c} do-nothing Worker"), base, Some(base), None));
+        rows.push(row(
+            &format!("c={c} do-nothing Worker"),
+            base,
+            Some(base),
+            None,
+        ));
         rows.push(row(
             &format!("c={c} JS floor, by RPC"),
             floor,
@@ -412,7 +444,11 @@ fn dispatch_sustained(edge: &Edge, capture: &Capture, seconds: u64, c: usize) ->
     }
     let mut lags: Vec<Duration> = acked_at
         .iter()
-        .filter_map(|(run, at)| first_call.get(run).map(|c| c.saturating_duration_since(*at)))
+        .filter_map(|(run, at)| {
+            first_call
+                .get(run)
+                .map(|c| c.saturating_duration_since(*at))
+        })
         .collect();
     lags.sort();
     let during = first_call.values().filter(|at| **at <= load_end).count();
@@ -426,7 +462,10 @@ fn dispatch_sustained(edge: &Edge, capture: &Capture, seconds: u64, c: usize) ->
         ms(percentile(&lags, 0.50)),
         ms(percentile(&lags, 0.99)),
         format!("{} of {}", lags.len(), acked_at.len()),
-        format!("{:.1} s", last.saturating_duration_since(load_end).as_secs_f64()),
+        format!(
+            "{:.1} s",
+            last.saturating_duration_since(load_end).as_secs_f64()
+        ),
     ]
 }
 
@@ -491,7 +530,13 @@ fn growth_and_backfill(
         add_route(&edge, &tid, capture, &path, Value::Null);
         // Real rows to copy: 200 deliveries, each with its run and attempt.
         let tag = unique("tmpl");
-        let s = Signer::new(&format!("/hooks/{tid}"), SECRET, Provider::GitHub, SMALL, &tag);
+        let s = Signer::new(
+            &format!("/hooks/{tid}"),
+            SECRET,
+            Provider::GitHub,
+            SMALL,
+            &tag,
+        );
         let l = load(&edge.base, 200, 8, move |i| s.request(i, true));
         assert_eq!(l.errors, 0);
         capture.wait_for(&path, 200, Duration::from_secs(120));

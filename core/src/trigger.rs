@@ -303,9 +303,10 @@ pub fn check_target_url(raw: &str) -> Result<String, ConfigError> {
         // The Worker is built with `idna_adapter` 1.0 (ASCII only), which
         // keeps some 40 KB of Unicode tables out of the Wasm: international
         // host names are given in their punycode (`xn--`) form.
-        url::ParseError::IdnaError => {
-            ConfigError::new(field, "host must be ASCII (give an international name as xn--)")
-        }
+        url::ParseError::IdnaError => ConfigError::new(
+            field,
+            "host must be ASCII (give an international name as xn--)",
+        ),
         _ => ConfigError::new(field, "must be an absolute URL"),
     })?;
     if url.scheme() != "http" && url.scheme() != "https" {

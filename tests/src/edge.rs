@@ -124,7 +124,12 @@ impl Edge {
         let dispatch_secret = format!("whsec_{}", b64(random_hex(24).as_bytes()));
         register_secret(&admin_token);
         register_secret(&dispatch_secret);
-        Edge::run(dir, admin_token, dispatch_secret, Runtime::Miniflare(worker))
+        Edge::run(
+            dir,
+            admin_token,
+            dispatch_secret,
+            Runtime::Miniflare(worker),
+        )
     }
 
     /// Starts a benchmark reference Worker: `noop`, or the JavaScript floor
@@ -136,7 +141,12 @@ impl Edge {
         std::fs::write(dir.join(".dev.vars"), format!("FLOOR_SECRET={secret}\n"))
             .expect("write .dev.vars");
         if miniflare {
-            return Edge::run(dir, String::new(), String::new(), Runtime::Miniflare(worker));
+            return Edge::run(
+                dir,
+                String::new(),
+                String::new(),
+                Runtime::Miniflare(worker),
+            );
         }
         let root = root().canonicalize().expect("root");
         let config = match worker {
@@ -147,7 +157,8 @@ impl Edge {
                      return new Response('{}', { headers: { 'content-type': 'application/json' } }); } };\n",
                 )
                 .expect("write noop.js");
-                "name = \"noop\"\nmain = \"noop.js\"\ncompatibility_date = \"2026-04-01\"\n".to_string()
+                "name = \"noop\"\nmain = \"noop.js\"\ncompatibility_date = \"2026-04-01\"\n"
+                    .to_string()
             }
             "floor-rpc" | "floor-fetch" => format!(
                 "name = \"floor\"\nmain = \"{}\"\ncompatibility_date = \"2026-04-01\"\n\

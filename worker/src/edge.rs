@@ -87,9 +87,10 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     // and it never passes through Wasm (the pump below copies each chunk in
     // and out). Anything larger, or of unknown length, is streamed.
     if http::declared_length(&req).is_some_and(|n| n <= SMALL_BODY_BYTES) {
-        let read = req.inner().array_buffer().map_err(|e| {
-            ApiError::internal("read body", format!("{e:?}"))
-        })?;
+        let read = req
+            .inner()
+            .array_buffer()
+            .map_err(|e| ApiError::internal("read body", format!("{e:?}")))?;
         let body = JsFuture::from(http::handled(read))
             .await
             .map_err(|_| ApiError::bad_request("the request body ended early"))?;
