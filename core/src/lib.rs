@@ -26,6 +26,7 @@ pub mod query;
 pub mod route;
 pub mod run;
 pub mod secret;
+pub mod stats;
 pub mod time;
 pub mod trigger;
 pub mod verify;

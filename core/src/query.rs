@@ -46,6 +46,18 @@ pub fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, QueryErro
     }
 }
 
+/// A time parameter (`received_after`, `received_before`): RFC 3339.
+pub fn time(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<crate::Timestamp>, QueryError> {
+    raw.map(|t| {
+        crate::Timestamp::parse(t)
+            .ok_or_else(|| QueryError::new(field, format!("{field} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
 /// `after`: a change sequence number, 0 when absent.
 pub fn after(raw: Option<&str>) -> Result<i64, QueryError> {
     match raw {
@@ -113,6 +125,17 @@ pub fn trigger_cursor(raw: Option<&str>) -> Result<Option<(String, String)>, Que
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_a_named_error() {
+        assert_eq!(time("received_after", None), Ok(None));
+        assert_eq!(
+            time("received_after", Some("1970-01-01T00:00:01Z")),
+            Ok(Some(crate::Timestamp(1000)))
+        );
+        let err = time("received_before", Some("yesterday")).expect_err("refused");
+        assert_eq!(err.field, "received_before");
+    }
 
     #[test]
     fn limits_are_bounded_and_default_when_absent() {

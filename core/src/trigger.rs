@@ -247,6 +247,9 @@ pub struct BulkReplay {
     /// selected, so a repeated bulk replay never replays its own replays.
     #[serde(default)]
     pub include_replays: bool,
+    /// Only count and list what would be replayed; nothing is written.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Most deliveries one bulk replay may replay.

@@ -77,6 +77,8 @@ pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Res
                 (["deliveries", _, "replay"], _) => return Err(ApiError::MethodNotAllowed("POST")),
                 (["changes"], Method::Get) => "/changes".to_string(),
                 (["changes"], _) => return Err(ApiError::MethodNotAllowed("GET")),
+                (["stats"], Method::Get) => "/stats".to_string(),
+                (["stats"], _) => return Err(ApiError::MethodNotAllowed("GET")),
                 (["replay"], Method::Post) => "/replay".to_string(),
                 (["replay"], _) => return Err(ApiError::MethodNotAllowed("POST")),
                 (["routes"], Method::Get | Method::Post) => "/routes".to_string(),

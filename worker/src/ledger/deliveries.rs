@@ -89,6 +89,19 @@ const ROW_SELECT: &str =
 
 /// Adds `received_at` bounds (`after` inclusive, `before` exclusive) to a
 /// query being built.
+/// What a delivery list is narrowed to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListFilter<'a> {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this event type.
+    pub event_type: Option<&'a str>,
+    /// Received at or after.
+    pub received_after: Option<Timestamp>,
+    /// Received before.
+    pub received_before: Option<Timestamp>,
+}
+
 fn received_between(
     query: &mut String,
     args: &mut Vec<V>,
@@ -380,16 +393,26 @@ impl Ledger {
     pub fn list(
         &self,
         trigger_id: &str,
-        status: Option<DeliveryStatus>,
+        filter: &ListFilter<'_>,
         before: Option<(i64, String)>,
         limit: u32,
     ) -> ApiResult<Vec<(Delivery, i64)>> {
         let mut query = format!("{ROW_SELECT} WHERE 1 = 1");
         let mut args = Vec::new();
-        if let Some(st) = status {
+        if let Some(st) = filter.status {
             query.push_str(" AND d.status = ?");
             args.push(s(st.as_str()));
         }
+        if let Some(e) = filter.event_type {
+            query.push_str(" AND d.event_type = ?");
+            args.push(s(e));
+        }
+        received_between(
+            &mut query,
+            &mut args,
+            filter.received_after,
+            filter.received_before,
+        );
         if let Some((at, id)) = before {
             query.push_str(" AND (d.received_at < ? OR (d.received_at = ? AND d.id < ?))");
             args.extend([i(at), i(at), s(id)]);
@@ -491,5 +514,61 @@ impl Ledger {
             .into_iter()
             .next()
             .and_then(|q| q.query))
+    }
+}
+
+impl Ledger {
+    /// Deliveries received in `window`, counted by bucket start (ms) and
+    /// status. A range scan of `deliveries_received`.
+    pub fn stats_counts(
+        &self,
+        window: &edgehook_core::stats::Window,
+    ) -> ApiResult<Vec<(i64, DeliveryStatus, u64)>> {
+        #[derive(Deserialize)]
+        struct Row {
+            bucket: i64,
+            status: String,
+            n: i64,
+        }
+        let rows = self.rows::<Row>(
+            "stats counts",
+            "SELECT (received_at - ?1) / ?2 AS bucket, status, count(*) AS n FROM deliveries
+             WHERE received_at >= ?1 AND received_at < ?3 GROUP BY bucket, status",
+            vec![i(window.from_ms), i(window.bucket_ms), i(window.to_ms)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let status = DeliveryStatus::parse(&r.status)?;
+                Some((
+                    window.from_ms + r.bucket * window.bucket_ms,
+                    status,
+                    r.n.max(0) as u64,
+                ))
+            })
+            .collect())
+    }
+
+    /// Milliseconds from receipt to the end of each successful attempt of a
+    /// delivery received in `window`, the newest `limit` of them.
+    pub fn dispatch_latencies(
+        &self,
+        window: &edgehook_core::stats::Window,
+        limit: u32,
+    ) -> ApiResult<Vec<u64>> {
+        #[derive(Deserialize)]
+        struct Row {
+            ms: i64,
+        }
+        let rows = self.rows::<Row>(
+            "dispatch latencies",
+            "SELECT a.started_at + COALESCE(a.duration_ms, 0) - d.received_at AS ms
+             FROM deliveries d JOIN attempts a ON a.delivery_id = d.id
+             WHERE d.received_at >= ?1 AND d.received_at < ?2
+               AND a.status_code BETWEEN 200 AND 299
+             ORDER BY d.received_at DESC LIMIT ?3",
+            vec![i(window.from_ms), i(window.to_ms), i(i64::from(limit))],
+        )?;
+        Ok(rows.into_iter().map(|r| r.ms.max(0) as u64).collect())
     }
 }

@@ -30,7 +30,7 @@ mod routes;
 mod runs;
 
 pub use attempts::AttemptResult;
-pub use deliveries::NewDelivery;
+pub use deliveries::{ListFilter, NewDelivery};
 pub use runs::{NewRun, RunRow};
 
 /// Raw bodies are stored in chunks below SQLite's 2 MB value limit.

@@ -127,10 +127,16 @@ impl Trigger {
     pub(super) fn list(&self, url: &worker::Url) -> ApiResult<Response> {
         let cfg = self.live_config()?;
         let param = |name| http::query_param(url, name);
-        let status = query::status(param("status").as_deref())?;
+        let event_type = param("event_type");
+        let filter = crate::ledger::ListFilter {
+            status: query::status(param("status").as_deref())?,
+            event_type: event_type.as_deref(),
+            received_after: query::time("received_after", param("received_after").as_deref())?,
+            received_before: query::time("received_before", param("received_before").as_deref())?,
+        };
         let limit = query::limit(param("limit").as_deref(), 50, 200)?;
         let before = query::delivery_cursor(param("cursor").as_deref())?;
-        let page = self.ledger().list(&cfg.id, status, before, limit + 1)?;
+        let page = self.ledger().list(&cfg.id, &filter, before, limit + 1)?;
         let more = page.len() > limit as usize;
         let mut deliveries: Vec<_> = page.into_iter().take(limit as usize).collect();
         let next_cursor = if more {
@@ -159,6 +165,25 @@ impl Trigger {
         Ok(http::json(
             200,
             &json!({"changes": changes, "next_after": next_after, "has_more": has_more}),
+        ))
+    }
+
+    /// `GET /stats?hours=&buckets=`: deliveries per bucket by status and
+    /// dispatch latency percentiles over the window (`core::stats`).
+    pub(super) fn stats(&self, url: &worker::Url) -> ApiResult<Response> {
+        self.live_config()?;
+        let window = edgehook_core::stats::Window::parse(
+            now(),
+            http::query_param(url, "hours").as_deref(),
+            http::query_param(url, "buckets").as_deref(),
+        )?;
+        let ledger = self.ledger();
+        let counts = ledger.stats_counts(&window)?;
+        let samples =
+            ledger.dispatch_latencies(&window, edgehook_core::stats::MAX_LATENCY_SAMPLES)?;
+        Ok(http::json(
+            200,
+            &edgehook_core::stats::Stats::build(&window, counts, samples),
         ))
     }
 }

@@ -285,6 +285,7 @@ impl Trigger {
                 Ok(http::json(200, &json!({"windows": windows})))
             }
             (Method::Get, ["changes"]) => self.changes(&url),
+            (Method::Get, ["stats"]) => self.stats(&url),
             (Method::Post, ["routes"]) => self.create_route(&mut req).await,
             (Method::Get, ["routes"]) => self.list_routes(),
             (Method::Get, ["routes", id]) => self.get_route(id),

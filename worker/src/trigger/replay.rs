@@ -171,6 +171,22 @@ impl Trigger {
         let cfg = self.live_config()?;
         let now = now();
         let ledger = self.ledger();
+        if filter.dry_run {
+            // What the same request would replay now: no write, no stored
+            // answer, so a preview never uses up an Idempotency-Key.
+            let ids = ledger.replay_candidates(
+                status,
+                after,
+                before,
+                filter.event_type.as_deref(),
+                filter.include_replays,
+                limit,
+            )?;
+            return Ok(http::json(
+                200,
+                &json!({"count": ids.len(), "dry_run": true, "delivery_ids": ids}),
+            ));
+        }
         if let Some(k) = key.as_deref() {
             let since = now.minus_secs(IDEMPOTENCY_TTL_SECONDS);
             if let Some((hash, response)) =
