@@ -178,6 +178,9 @@ pub struct Stats {
     pub totals: StatusCounts,
     /// Receipt to first successful attempt.
     pub dispatch_latency_ms: Latency,
+    /// The change feed's head when these were read: poll
+    /// `changes?after=seq` to learn what changed since.
+    pub seq: i64,
 }
 
 impl Stats {
@@ -187,6 +190,7 @@ impl Stats {
         window: &Window,
         counts: impl IntoIterator<Item = (i64, DeliveryStatus, u64)>,
         samples: Vec<u64>,
+        seq: i64,
     ) -> Stats {
         let mut buckets: Vec<Bucket> = (0..window.buckets)
             .map(|i| Bucket {
@@ -208,6 +212,7 @@ impl Stats {
             buckets,
             totals,
             dispatch_latency_ms: Latency::of(samples),
+            seq,
         }
     }
 }
@@ -266,8 +271,10 @@ mod tests {
                 (7 * HOUR, DeliveryStatus::Delivered, 100),
             ],
             vec![],
+            42,
         );
         assert_eq!(s.buckets.len(), 3);
+        assert_eq!(s.seq, 42);
         assert_eq!(s.buckets[0].start, Timestamp(8 * HOUR).to_rfc3339());
         assert_eq!(s.buckets[0].counts.total, 5);
         assert_eq!(s.buckets[0].counts.failed, 1);

@@ -16,7 +16,7 @@ use worker::{Env, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, forwardable_headers};
-use crate::{admin, keys, wire};
+use crate::{admin, console, keys, wire};
 
 /// Handles one request to the Worker.
 pub async fn handle(req: Request, env: Env) -> ApiResult<Response> {
@@ -27,6 +27,7 @@ pub async fn handle(req: Request, env: Env) -> ApiResult<Response> {
         ["hooks", id] => ingress(req, &env, id).await,
         ["hooks", ..] => Err(ApiError::NotFound("trigger")),
         ["api", rest @ ..] => admin::handle(req, &env, rest).await,
+        ["console", rest @ ..] => console::handle(rest),
         [""] | ["healthz"] => Ok(http::json(200, &json!({"ok": true, "service": "edgehook"}))),
         _ => Err(ApiError::NotFound("route")),
     }

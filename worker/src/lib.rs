@@ -12,6 +12,7 @@
 //! the platform and the core.
 
 mod admin;
+mod console;
 mod consumer;
 mod edge;
 mod error;

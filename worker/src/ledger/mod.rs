@@ -360,6 +360,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// The change sequence's current value: the feed's head.
+    pub fn current_seq(&self) -> ApiResult<i64> {
+        #[derive(Deserialize)]
+        struct Seq {
+            value: i64,
+        }
+        Ok(self
+            .rows::<Seq>("seq", "SELECT value FROM counters WHERE name = 'seq'", vec![])?
+            .first()
+            .map_or(0, |r| r.value))
+    }
+
     fn next_seq(&self) -> ApiResult<i64> {
         #[derive(Deserialize)]
         struct Seq {

@@ -181,9 +181,10 @@ impl Trigger {
         let counts = ledger.stats_counts(&window)?;
         let samples =
             ledger.dispatch_latencies(&window, edgehook_core::stats::MAX_LATENCY_SAMPLES)?;
+        let seq = ledger.current_seq()?;
         Ok(http::json(
             200,
-            &edgehook_core::stats::Stats::build(&window, counts, samples),
+            &edgehook_core::stats::Stats::build(&window, counts, samples, seq),
         ))
     }
 }
