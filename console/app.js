@@ -676,7 +676,7 @@ async function deliveryView(id, did) {
       h("h2", {}, "Body"),
       bodyView(d),
       h("h2", {}, "Runs"),
-      (d.runs && d.runs.length ? d.runs : []).map(runView),
+      ...(d.runs || []).map(runView),
       d.runs && d.runs.length ? "" : h("p", { class: "muted" }, "No runs."),
     );
   };

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 if [ -f build/worker/shim.mjs ]; then
   if [ "${EDGEHOOK_SKIP_BUILD:-}" = 1 ]; then exit 0; fi
   # Up to date: nothing the Wasm is built from is newer than the build.
-  if [ -z "$(find core worker docs console Cargo.toml Cargo.lock -newer build/worker/shim.mjs -print -quit)" ]; then
+  if [ -z "$(find core worker docs/openapi.json console Cargo.toml Cargo.lock -newer build/worker/shim.mjs -print -quit)" ]; then
     exit 0
   fi
 fi

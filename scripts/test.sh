@@ -28,6 +28,17 @@ EDGEHOOK_SKIP_BUILD=1 "$WRANGLER" deploy --dry-run --outdir "$out" 2>&1 | tail -
 test -s "$out/shim.js" && ls "$out"/*.wasm > /dev/null || { echo "dry run produced no bundle"; exit 1; }
 rm -rf "$out"
 
+step "a browser for the console's tests (Debian's chromium and chromium-driver)"
+# Installed from the distribution where missing: nothing downloads a browser build.
+if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends chromium chromium-driver \
+    || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium chromium-driver; }
+fi
+chromium --version
+
 step "end-to-end tests (wrangler dev, workerd; PostgreSQL for the backfill)"
 # One wrangler dev per test binary; tests within a binary share it and run
 # in parallel, as they wait on I/O rather than CPU. The backfill's tests use

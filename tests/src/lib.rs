@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+pub mod browser;
 mod capture;
 mod client;
 mod edge;

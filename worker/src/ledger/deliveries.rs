@@ -519,7 +519,9 @@ impl Ledger {
 
 impl Ledger {
     /// Deliveries received in `window`, counted by bucket start (ms) and
-    /// status. A range scan of `deliveries_received`.
+    /// status. A range scan of `deliveries_received`. (Bound numbers arrive
+    /// as JavaScript numbers, which SQLite takes as REAL: the bucket index
+    /// is cast back to an integer.)
     pub fn stats_counts(
         &self,
         window: &edgehook_core::stats::Window,
@@ -532,7 +534,7 @@ impl Ledger {
         }
         let rows = self.rows::<Row>(
             "stats counts",
-            "SELECT (received_at - ?1) / ?2 AS bucket, status, count(*) AS n FROM deliveries
+            "SELECT CAST((received_at - ?1) / ?2 AS INTEGER) AS bucket, status, count(*) AS n FROM deliveries
              WHERE received_at >= ?1 AND received_at < ?3 GROUP BY bucket, status",
             vec![i(window.from_ms), i(window.bucket_ms), i(window.to_ms)],
         )?;
@@ -562,7 +564,7 @@ impl Ledger {
         }
         let rows = self.rows::<Row>(
             "dispatch latencies",
-            "SELECT a.started_at + COALESCE(a.duration_ms, 0) - d.received_at AS ms
+            "SELECT CAST(a.started_at + COALESCE(a.duration_ms, 0) - d.received_at AS INTEGER) AS ms
              FROM deliveries d JOIN attempts a ON a.delivery_id = d.id
              WHERE d.received_at >= ?1 AND d.received_at < ?2
                AND a.status_code BETWEEN 200 AND 299

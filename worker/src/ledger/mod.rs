@@ -367,7 +367,11 @@ impl Ledger {
             value: i64,
         }
         Ok(self
-            .rows::<Seq>("seq", "SELECT value FROM counters WHERE name = 'seq'", vec![])?
+            .rows::<Seq>(
+                "seq",
+                "SELECT value FROM counters WHERE name = 'seq'",
+                vec![],
+            )?
             .first()
             .map_or(0, |r| r.value))
     }
