@@ -626,3 +626,114 @@ fn the_openapi_document_is_served() {
     assert_eq!(served, file);
     assert_eq!(served["openapi"], "3.1.0");
 }
+
+#[test]
+fn stats_count_deliveries_by_status_in_buckets_and_time_dispatch() {
+    let edge = shared();
+    let capture = Capture::start();
+    let id = github(json!({"target_url": capture.url("/ok/stats")}));
+    for i in 0..3 {
+        let r = send(&id, "push", &unique(&format!("s{i}")), b"{\"a\":1}", SECRET);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let bad = send(&id, "push", &unique("bad"), b"{\"a\":1}", "not-the-secret");
+    assert_eq!(bad.status, 401);
+    capture.wait_for("/ok/stats", 3, Duration::from_secs(60));
+    let stats = loop {
+        let r = edge.admin(
+            "GET",
+            &format!("/api/triggers/{id}/stats?hours=2&buckets=8"),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let s = r.json();
+        if s["totals"]["delivered"] == 3 && s["dispatch_latency_ms"]["count"] == 3 {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(stats["totals"]["total"], 4, "{stats}");
+    assert_eq!(stats["totals"]["rejected"], 1);
+    assert_eq!(stats["bucket_seconds"], 900);
+    let buckets = stats["buckets"].as_array().expect("buckets");
+    assert_eq!(buckets.len(), 8);
+    // Everything just arrived: all of it is in the last bucket.
+    assert_eq!(buckets[7]["counts"]["total"], 4);
+    let l = &stats["dispatch_latency_ms"];
+    assert!(
+        l["p50"].as_u64().is_some() && l["p99"].as_u64() >= l["p50"].as_u64(),
+        "{l}"
+    );
+    // The feed's head: nothing after it.
+    let seq = stats["seq"].as_i64().expect("seq");
+    let after = edge.admin(
+        "GET",
+        &format!("/api/triggers/{id}/changes?after={seq}"),
+        None,
+    );
+    assert_eq!(after.json()["changes"].as_array().map(Vec::len), Some(0));
+    for q in [
+        "hours=0",
+        "hours=721",
+        "buckets=0",
+        "buckets=241",
+        "hours=x",
+    ] {
+        let r = edge.admin("GET", &format!("/api/triggers/{id}/stats?{q}"), None);
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(r.json()["field"].is_string(), "{q}: {}", r.body);
+    }
+}
+
+#[test]
+fn a_bulk_replay_dry_run_counts_and_writes_nothing_and_lists_filter_by_event_and_time() {
+    let edge = shared();
+    let id = github(json!({}));
+    let start = edge
+        .admin("GET", &format!("/api/triggers/{id}"), None)
+        .json()["updated_at"]
+        .as_str()
+        .expect("time")
+        .to_string();
+    for (event, n) in [("push", 2), ("release", 1)] {
+        for _ in 0..n {
+            let r = send(&id, event, &unique(event), b"{\"a\":1}", SECRET);
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    let list = |q: &str| {
+        let r = edge.admin("GET", &format!("/api/triggers/{id}/deliveries?{q}"), None);
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        r.json()["deliveries"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(list("event_type=push"), 2);
+    assert_eq!(list("event_type=release"), 1);
+    assert_eq!(list(&format!("received_after={start}")), 3);
+    assert_eq!(list(&format!("received_before={start}")), 0);
+    let bad = edge.admin(
+        "GET",
+        &format!("/api/triggers/{id}/deliveries?received_after=soon"),
+        None,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["field"], "received_after");
+
+    let dry = edge.admin(
+        "POST",
+        &format!("/api/triggers/{id}/replay"),
+        Some(&json!({"event_type": "push", "limit": 10, "dry_run": true})),
+    );
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    let dry = dry.json();
+    assert_eq!(dry["count"], 2);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["delivery_ids"].as_array().map(Vec::len), Some(2));
+    assert_eq!(list("limit=200"), 3, "a dry run writes nothing");
+    let real = edge.admin(
+        "POST",
+        &format!("/api/triggers/{id}/replay"),
+        Some(&json!({"event_type": "push", "limit": 10})),
+    );
+    assert_eq!(real.json()["count"], 2);
+    assert_eq!(list("limit=200"), 5);
+}
