@@ -264,3 +264,55 @@ fn an_operator_signs_in_watches_deliveries_arrive_and_replays_them() {
         json!(0)
     );
 }
+
+#[test]
+fn markup_in_a_delivery_is_shown_as_text_never_run() {
+    let edge = shared();
+    let browser = Browser::start();
+    let secret = "console-xss-secret-0123456789";
+    let t = edge.create_trigger(json!({
+        "name": "<img src=x onerror=window.__pwned=1>",
+        "provider": "github",
+        "signing_secret": secret,
+    }));
+    let id = t["id"].as_str().expect("id").to_string();
+    let payload = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=1</script>";
+    let body = json!({"html": payload}).to_string();
+    let sig = github_signature(secret, body.as_bytes());
+    let r = edge.hook(
+        &id,
+        &[
+            ("x-hub-signature-256", &sig),
+            ("x-github-event", "<b onmouseover=window.__pwned=1>push</b>"),
+            ("x-github-delivery", &unique("xss")),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let delivery = r.json()["delivery_id"].as_str().expect("id").to_string();
+
+    browser.goto(&format!("{}/console", edge.base));
+    browser.type_into("#token", &edge.admin_token);
+    browser.click("#signin button[type=submit]");
+    browser.find(&format!("tr[data-trigger='{id}']"));
+    browser.goto(&format!("{}/console#/t/{id}/d/{delivery}", edge.base));
+    browser.find("#body");
+    std::thread::sleep(Duration::from_millis(500));
+    // The payload is on the page as text, and none of it became an element.
+    assert!(browser
+        .text("#body")
+        .contains("<script>window.__pwned=1</script>"));
+    assert!(browser.text("main").contains("<b onmouseover"));
+    assert_eq!(browser.count("main img, main script, main b"), 0);
+    assert_eq!(
+        browser.exec("return window.__pwned === undefined", json!([])),
+        json!(true)
+    );
+    browser.goto(&format!("{}/console#/", edge.base));
+    browser.find(&format!("tr[data-trigger='{id}']"));
+    assert_eq!(browser.count("#triggers img"), 0);
+    assert_eq!(
+        browser.exec("return window.__pwned === undefined", json!([])),
+        json!(true)
+    );
+}
