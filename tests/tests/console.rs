@@ -21,6 +21,18 @@ fn shot(browser: &Browser, name: &str) {
     browser.screenshot(&dir.join(format!("console-{name}.png")));
 }
 
+/// How many deliveries the trigger holds (up to 200).
+fn stored(edge: &Edge, trigger: &str) -> usize {
+    edge.admin(
+        "GET",
+        &format!("/api/triggers/{trigger}/deliveries?limit=200"),
+        None,
+    )
+    .json()["deliveries"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
 fn push(edge: &Edge, trigger: &str, secret: &str, n: usize, tag: &str) {
     for i in 0..n {
         let body = json!({"ref": "refs/heads/main", "n": i, "tag": tag}).to_string();
@@ -192,15 +204,7 @@ fn an_operator_signs_in_watches_deliveries_arrive_and_replays_them() {
     browser.find("#bulk-preview");
     let preview = browser.text("#bulk-preview");
     assert!(preview.contains("would be replayed"), "{preview}");
-    let before = edge
-        .admin(
-            "GET",
-            &format!("/api/triggers/{id}/deliveries?limit=200"),
-            None,
-        )
-        .json()["deliveries"]
-        .as_array()
-        .map_or(0, Vec::len);
+    let before = stored(edge, &id);
     browser.click("#bulk-confirm");
     browser.find("#bulk-replayed");
     let replayed = browser.count("#bulk-replayed li");
@@ -209,15 +213,7 @@ fn an_operator_signs_in_watches_deliveries_arrive_and_replays_them() {
         preview.starts_with(&format!("{replayed} deliveries")),
         "{preview} vs {replayed}"
     );
-    let after = edge
-        .admin(
-            "GET",
-            &format!("/api/triggers/{id}/deliveries?limit=200"),
-            None,
-        )
-        .json()["deliveries"]
-        .as_array()
-        .map_or(0, Vec::len);
+    let after = stored(edge, &id);
     assert_eq!(after, before + replayed);
 
     // Pause and resume the route.

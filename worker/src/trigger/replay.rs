@@ -171,17 +171,20 @@ impl Trigger {
         let cfg = self.live_config()?;
         let now = now();
         let ledger = self.ledger();
-        if filter.dry_run {
-            // What the same request would replay now: no write, no stored
-            // answer, so a preview never uses up an Idempotency-Key.
-            let ids = ledger.replay_candidates(
+        let candidates = || {
+            ledger.replay_candidates(
                 status,
                 after,
                 before,
                 filter.event_type.as_deref(),
                 filter.include_replays,
                 limit,
-            )?;
+            )
+        };
+        if filter.dry_run {
+            // What the same request would replay now: no write, no stored
+            // answer, so a preview never uses up an Idempotency-Key.
+            let ids = candidates()?;
             return Ok(http::json(
                 200,
                 &json!({"count": ids.len(), "dry_run": true, "delivery_ids": ids}),
@@ -201,14 +204,7 @@ impl Trigger {
                 return Ok(http::bytes(200, "application/json", response.into_bytes()));
             }
         }
-        let ids = ledger.replay_candidates(
-            status,
-            after,
-            before,
-            filter.event_type.as_deref(),
-            filter.include_replays,
-            limit,
-        )?;
+        let ids = candidates()?;
         let mut replayed = Vec::with_capacity(ids.len());
         let mut new_runs = Vec::new();
         for id in &ids {
