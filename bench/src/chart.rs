@@ -13,6 +13,14 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The document's start: its size, a white background and the title.
+fn open(title: &str, height: f64) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
+        escape(title)
+    )
+}
+
 /// Horizontal bars: one group per row, one bar per series value.
 pub fn bars(title: &str, unit: &str, series: &[&str], rows: &[(String, Vec<f64>)]) -> String {
     let bar = 14.0;
@@ -25,16 +33,7 @@ pub fn bars(title: &str, unit: &str, series: &[&str], rows: &[(String, Vec<f64>)
         .fold(0.0_f64, f64::max)
         .max(1e-9);
     let span = WIDTH - LEFT - 90.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
+    let mut svg = open(title, height);
     for (i, name) in series.iter().enumerate() {
         let x = LEFT + i as f64 * 120.0;
         let _ = write!(
@@ -79,16 +78,7 @@ pub fn line(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64)]) ->
     let max_y = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.15;
     let px = |x: f64| left + x / max_x * (right - left);
     let py = |y: f64| bottom - y / max_y * (bottom - top);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
-        escape(title)
-    );
+    let mut svg = open(title, height);
     let _ = write!(
         svg,
         r##"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#333"/>"##
