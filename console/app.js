@@ -6,6 +6,8 @@
 
 const TOKEN_KEY = "edgehook.admin_token";
 const POLL_MS = 2000;
+// The trigger list costs three calls per trigger: it refreshes less often.
+const LIST_POLL_MS = 15000;
 const BODY_SHOWN_BYTES = 64 * 1024;
 const app = document.getElementById("app");
 const crumbs = document.getElementById("crumbs");
@@ -116,7 +118,7 @@ function stopPolling() {
   live.hidden = true;
 }
 
-function poll(fn) {
+function poll(fn, every = POLL_MS) {
   stopPolling();
   live.hidden = false;
   const mine = generation;
@@ -127,7 +129,7 @@ function poll(fn) {
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 401)) console.warn("refresh failed", e.message);
     }
-  }, POLL_MS);
+  }, every);
 }
 
 // ---- sign-in ----------------------------------------------------------
@@ -244,7 +246,7 @@ async function triggersView() {
     message(note, list.triggers.length ? "" : "No triggers yet: create one with POST /api/triggers.", "muted");
   };
   await load();
-  poll(load);
+  poll(load, LIST_POLL_MS);
 }
 
 // ---- a trigger --------------------------------------------------------

@@ -128,6 +128,9 @@ fn an_operator_signs_in_watches_deliveries_arrive_and_replays_them() {
         "target_url": capture.url("/ok/console"),
     }));
     let id = t["id"].as_str().expect("id").to_string();
+    // The list refreshes every 15 s; a reload shows it at once, and the
+    // session (in this tab's sessionStorage) survives the reload.
+    browser.goto(&console);
     browser.wait_until("the new trigger in the list", |b| {
         b.count(&format!("tr[data-trigger='{id}']")) == 1
     });
