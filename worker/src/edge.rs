@@ -86,8 +86,11 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     // A small body with a declared length is read whole by the runtime and
     // handed on as it is: HTTP framing bounds it by the declared length,
     // and it never passes through Wasm (the pump below copies each chunk in
-    // and out). Anything larger, or of unknown length, is streamed.
-    if http::declared_length(&req).is_some_and(|n| n <= SMALL_BODY_BYTES) {
+    // and out). At most `MAX_BUFFERED_BYTES` of such bodies are held by
+    // this isolate at once, so a flood of concurrent small requests cannot
+    // exhaust its memory: past that, they are streamed like the rest.
+    let small = http::declared_length(&req).filter(|n| *n <= SMALL_BODY_BYTES);
+    if let Some(_permit) = small.and_then(BufferPermit::take) {
         let read = req
             .inner()
             .array_buffer()
@@ -110,3 +113,49 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
 
 /// Bodies up to this declared size skip the streaming pump (see `ingress`).
 const SMALL_BODY_BYTES: u64 = 64 * 1024;
+/// Most bytes of small bodies one isolate holds at once.
+const MAX_BUFFERED_BYTES: u64 = 8 * 1024 * 1024;
+
+thread_local! {
+    /// Bytes of small bodies this isolate holds now (an isolate runs one
+    /// thread, so this counts every request it is serving).
+    static BUFFERED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A share of `MAX_BUFFERED_BYTES`, given back when dropped (after the
+/// object has answered, when the body is no longer held).
+struct BufferPermit(u64);
+
+impl BufferPermit {
+    fn take(bytes: u64) -> Option<BufferPermit> {
+        BUFFERED.with(|b| {
+            let now = b.get();
+            (now + bytes <= MAX_BUFFERED_BYTES).then(|| {
+                b.set(now + bytes);
+                BufferPermit(bytes)
+            })
+        })
+    }
+}
+
+impl Drop for BufferPermit {
+    fn drop(&mut self) {
+        BUFFERED.with(|b| b.set(b.get().saturating_sub(self.0)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bodies_held_at_once_are_bounded_and_given_back() {
+        let a = BufferPermit::take(MAX_BUFFERED_BYTES - 10).expect("room");
+        assert!(BufferPermit::take(11).is_none(), "over the bound: streamed");
+        let b = BufferPermit::take(10).expect("exactly full");
+        drop(a);
+        let c = BufferPermit::take(MAX_BUFFERED_BYTES - 10).expect("room again");
+        drop((b, c));
+        assert_eq!(BUFFERED.with(std::cell::Cell::get), 0);
+    }
+}
