@@ -15,6 +15,18 @@ fuzz_target!(|data: &[u8]| {
         let _ = query::status(Some(line));
         let _ = query::delivery_cursor(Some(line));
         let _ = query::trigger_cursor(Some(line));
+        let _ = query::time("received_after", Some(line));
+        // The stats window: any hours/buckets text, at any time, gives a
+        // 400 or a window whose buckets tile it exactly.
+        let (h, b) = line.split_once(',').unwrap_or((line, ""));
+        let now = Timestamp(line.len() as i64 * 1_234_567_891);
+        if let Ok(w) =
+            edgehook_core::stats::Window::parse(now, Some(h), Some(b).filter(|b| !b.is_empty()))
+        {
+            assert!(w.bucket_ms >= 1000 && w.buckets >= 1);
+            assert_eq!(w.to_ms - w.from_ms, w.bucket_ms * i64::from(w.buckets));
+            assert!(w.index(now.millis()).is_some());
+        }
         if let Some(t) = Timestamp::parse(line) {
             // What parses formats, and what it formats parses to itself
             // (within years 0000 to 9999: an offset can move a time just
@@ -28,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(at) = line.parse::<i64>() {
             let c = query::encode_delivery_cursor(at, line);
-            assert_eq!(query::delivery_cursor(Some(&c)), Ok(Some((at, line.to_string()))));
+            assert_eq!(
+                query::delivery_cursor(Some(&c)),
+                Ok(Some((at, line.to_string())))
+            );
         }
     }
     let _ = serde_json::from_slice::<BulkReplay>(data);
