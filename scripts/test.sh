@@ -37,7 +37,7 @@ if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; t
   $sudo apt-get install -y --no-install-recommends chromium chromium-driver \
     || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium chromium-driver; }
 fi
-chromium --version
+command -v chromium chromedriver
 
 step "end-to-end tests (wrangler dev, workerd; PostgreSQL for the backfill)"
 # One wrangler dev per test binary; tests within a binary share it and run
