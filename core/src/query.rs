@@ -36,13 +36,24 @@ impl std::error::Error for QueryError {}
 
 /// `limit`: between 1 and `max`, `default` when absent.
 pub fn limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, QueryError> {
+    bounded("limit", raw, default, max)
+}
+
+/// A count parameter named `field`: between 1 and `max`, `default` when
+/// absent.
+pub fn bounded(
+    field: &'static str,
+    raw: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<u32, QueryError> {
     match raw {
         None => Ok(default),
         Some(l) => l
             .parse::<u32>()
             .ok()
             .filter(|v| (1..=max).contains(v))
-            .ok_or_else(|| QueryError::new("limit", format!("limit must be between 1 and {max}"))),
+            .ok_or_else(|| QueryError::new(field, format!("{field} must be between 1 and {max}"))),
     }
 }
 

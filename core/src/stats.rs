@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::api::DeliveryStatus;
-use crate::query::QueryError;
+use crate::query::{bounded, QueryError};
 use crate::Timestamp;
 
 /// The window when `hours` is absent.
@@ -63,25 +63,6 @@ impl Window {
         (self.from_ms..self.to_ms)
             .contains(&at_ms)
             .then(|| ((at_ms - self.from_ms) / self.bucket_ms) as usize)
-    }
-}
-
-fn bounded(
-    field: &'static str,
-    raw: Option<&str>,
-    default: u32,
-    max: u32,
-) -> Result<u32, QueryError> {
-    match raw {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| QueryError {
-                field,
-                message: format!("{field} must be between 1 and {max}"),
-            }),
     }
 }
 
