@@ -1,0 +1,247 @@
+//! Ingest: the references and edgehook under `wrangler dev` (with routes
+//! and their dispatch), and the Miniflare matrix.
+
+use std::time::{Duration, Instant};
+
+use edgehook_e2e::*;
+use serde_json::json;
+
+use crate::common::*;
+use crate::load::{load, Load, Provider};
+
+/// Section 1: `wrangler dev`.
+pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: &Capture) {
+    let mut refs = Vec::new();
+    for worker in ["noop", "floor-fetch", "floor-rpc"] {
+        let edge = Edge::start_reference(worker, SECRET, false);
+        refs.push((
+            worker,
+            github_load(&edge.base, "/hooks/t", requests, c, SMALL),
+        ));
+    }
+    let edge = Edge::start();
+    let id = bench_trigger(&edge, Provider::GitHub);
+    let fresh = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+    let s = signer(&id, Provider::GitHub, SMALL);
+    let dups = load(&edge.base, requests, c, move |i| s.request(i, false));
+
+    // With routes: three paused (their runs are held: ingest alone), one,
+    // and three with content filters dispatching to a local target while
+    // the load runs, then waited for until every run arrived.
+    let route_requests = env_num("BENCH_ROUTE_REQUESTS", (requests / 4).max(100));
+    let filters = [
+        json!({"body": {"ref": {"$startsWith": "refs/heads/"}}}),
+        json!({"headers": {"x-github-event": {"$in": ["push", "release"]}}}),
+        json!(null),
+    ];
+    let mut routed = Vec::new();
+    let mut drains = Vec::new();
+    for (n, paused) in [(3, true), (1, false), (3, false)] {
+        std::thread::sleep(Duration::from_secs(3));
+        let tid = bench_trigger(&edge, Provider::GitHub);
+        let mut paths = Vec::new();
+        for filter in filters.iter().take(n) {
+            let path = format!("/ok/{}", unique("route"));
+            let rid = add_route(&edge, &tid, capture, &path, filter.clone());
+            if paused {
+                let p = edge.admin(
+                    "POST",
+                    &format!("/api/triggers/{tid}/routes/{rid}/pause"),
+                    None,
+                );
+                assert_eq!(p.status, 200, "{}", p.body);
+            }
+            paths.push(path);
+        }
+        let started = Instant::now();
+        routed.push(github_load(
+            &edge.base,
+            &format!("/hooks/{tid}"),
+            route_requests,
+            c,
+            SMALL,
+        ));
+        if paused {
+            continue;
+        }
+        // Every request and the warm-up one ran on every route.
+        let expected = (route_requests + 1) * paths.len();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let delivered = loop {
+            let got: usize = paths.iter().map(|p| capture.count(p)).sum();
+            if got >= expected || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        drains.push((n, delivered, started.elapsed()));
+    }
+
+    report.line(format!(
+        "## Ingest under `wrangler dev` ({requests} POSTs of {SMALL} B signed GitHub deliveries, concurrency {c})\n"
+    ));
+    let base = &refs[0].1;
+    let floor = &refs[2].1;
+    let mut rows = vec![
+        row("do-nothing Worker", base, Some(base), None),
+        row(
+            "JS floor, Durable Object by fetch",
+            &refs[1].1,
+            Some(base),
+            Some(floor),
+        ),
+        row(
+            "JS floor, Durable Object by RPC",
+            floor,
+            Some(base),
+            Some(floor),
+        ),
+        row(
+            "edgehook, new deliveries (no routes)",
+            &fresh,
+            Some(base),
+            Some(floor),
+        ),
+        row("edgehook, duplicates", &dups, Some(base), Some(floor)),
+    ];
+    for (name, l) in [
+        ("edgehook, three paused routes (ingest only)", &routed[0]),
+        ("edgehook, one route (dispatching)", &routed[1]),
+        ("edgehook, three filtered routes (dispatching)", &routed[2]),
+    ] {
+        rows.push(row(
+            &format!("{name}, {route_requests} POSTs"),
+            l,
+            Some(base),
+            Some(floor),
+        ));
+    }
+    report.table(&LOAD_HEADER, rows);
+    report.table(
+        &[
+            "routes",
+            "runs delivered",
+            "seconds from first request to last run",
+            "runs/s",
+        ],
+        drains
+            .iter()
+            .map(|(n, d, t)| {
+                vec![
+                    n.to_string(),
+                    d.to_string(),
+                    format!("{:.1}", t.as_secs_f64()),
+                    format!("{:.0}", *d as f64 / t.as_secs_f64()),
+                ]
+            })
+            .collect(),
+    );
+}
+
+/// Section 2: Miniflare. Returns the c=16 rows for the latency chart.
+pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Vec<f64>)> {
+    let levels = [1, 16, 64];
+    let size_n = |c: usize, size: usize| {
+        let n = if c == 1 { requests / 4 } else { requests };
+        if size == LARGE {
+            (n / 8).max(100)
+        } else {
+            n.max(100)
+        }
+    };
+    let mut refs: Vec<(&str, Vec<Load>)> = Vec::new();
+    for worker in ["noop", "floor-rpc", "floor-fetch"] {
+        let edge = Edge::start_reference(worker, SECRET, true);
+        let loads = levels
+            .iter()
+            .map(|&c| github_load(&edge.base, "/hooks/t", size_n(c, SMALL), c, SMALL))
+            .collect();
+        refs.push((worker, loads));
+    }
+    let edge = Edge::start_miniflare("edgehook");
+    let mut cells = Vec::new();
+    for provider in [Provider::GitHub, Provider::Stripe] {
+        let id = bench_trigger(&edge, provider);
+        for size in [SMALL, LARGE] {
+            for new in [true, false] {
+                for (k, &c) in levels.iter().enumerate() {
+                    let s = signer(&id, provider, size);
+                    let _ = load(&edge.base, 1, 1, {
+                        let s = s.clone();
+                        move |_| s.request(usize::MAX, true)
+                    });
+                    let l = load(&edge.base, size_n(c, size), c, move |i| s.request(i, new));
+                    cells.push((provider, size, new, k, l));
+                }
+            }
+        }
+    }
+    report.line(format!(
+        "## Ingest under Miniflare (workerd without wrangler's proxy; {requests} POSTs per cell, a quarter at concurrency 1, an eighth with 256 KB bodies)\n"
+    ));
+    let mut rows = Vec::new();
+    for (k, c) in levels.iter().enumerate() {
+        let base = &refs[0].1[k];
+        let floor = &refs[1].1[k];
+        rows.push(row(
+            &format!("c={c} do-nothing Worker"),
+            base,
+            Some(base),
+            None,
+        ));
+        rows.push(row(
+            &format!("c={c} JS floor, by RPC"),
+            floor,
+            Some(base),
+            Some(floor),
+        ));
+        rows.push(row(
+            &format!("c={c} JS floor, by fetch"),
+            &refs[2].1[k],
+            Some(base),
+            Some(floor),
+        ));
+        for (provider, size, new, kk, l) in &cells {
+            if *kk != k {
+                continue;
+            }
+            let name = format!(
+                "c={c} edgehook, {}, {} KB, {}",
+                provider.name(),
+                size / 1024,
+                if *new { "new" } else { "duplicate" }
+            );
+            // Only GitHub 2 KB deliveries are what the floor does.
+            let comparable = *provider == Provider::GitHub && *size == SMALL;
+            rows.push(row(
+                &name,
+                l,
+                Some(base),
+                if comparable { Some(floor) } else { None },
+            ));
+        }
+    }
+    report.table(&LOAD_HEADER, rows);
+    // The chart: concurrency 16, GitHub 2 KB.
+    let k = 1;
+    let mut chart = vec![
+        ("do-nothing Worker".to_string(), &refs[0].1[k]),
+        ("JS floor, by RPC".to_string(), &refs[1].1[k]),
+        ("JS floor, by fetch".to_string(), &refs[2].1[k]),
+    ];
+    for (provider, size, new, kk, l) in &cells {
+        if *kk == k && *provider == Provider::GitHub && *size == SMALL {
+            let what = if *new { "new" } else { "duplicates" };
+            chart.push((format!("edgehook, {what}"), l));
+        }
+    }
+    chart
+        .into_iter()
+        .map(|(n, l)| {
+            (
+                n,
+                vec![l.p50.as_secs_f64() * 1000.0, l.p99.as_secs_f64() * 1000.0],
+            )
+        })
+        .collect()
+}
