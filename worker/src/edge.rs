@@ -74,7 +74,7 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     }
     let received_at = http::now();
     limit_client_ip(&req, env).await?;
-    http::check_declared_length(&req, MAX_BODY_BYTES_LIMIT)?;
+    let declared = http::check_declared_length(&req, MAX_BODY_BYTES_LIMIT)?;
     let headers = forwardable_headers(&req);
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     let stub = wire::trigger_stub(env, id)?;
@@ -89,7 +89,7 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     // and out). At most `MAX_BUFFERED_BYTES` of such bodies are held by
     // this isolate at once, so a flood of concurrent small requests cannot
     // exhaust its memory: past that, they are streamed like the rest.
-    let small = http::declared_length(&req).filter(|n| *n <= SMALL_BODY_BYTES);
+    let small = declared.filter(|n| *n <= SMALL_BODY_BYTES);
     if let Some(_permit) = small.and_then(BufferPermit::take) {
         let read = req
             .inner()

@@ -31,24 +31,17 @@ pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
         .fixed(body)
 }
 
-/// The request's declared `Content-Length`, when it is a number.
-pub fn declared_length(req: &Request) -> Option<u64> {
-    req.headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// Refuses a request whose declared `Content-Length` is over `limit` (or
-/// not a number), before any of its body is read.
-pub fn check_declared_length(req: &Request, limit: u64) -> ApiResult<()> {
-    if let Ok(Some(len)) = req.headers().get("content-length") {
-        if len.trim().parse::<u64>().map_or(true, |n| n > limit) {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
+/// not a number), before any of its body is read; returns the declared
+/// length, if any.
+pub fn check_declared_length(req: &Request, limit: u64) -> ApiResult<Option<u64>> {
+    match req.headers().get("content-length") {
+        Ok(Some(len)) => match len.trim().parse::<u64>() {
+            Ok(n) if n <= limit => Ok(Some(n)),
+            _ => Err(ApiError::PayloadTooLarge { limit }),
+        },
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 thread_local! {
