@@ -245,3 +245,49 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         })
         .collect()
 }
+
+/// `BENCH_ONLY=probe`: the quick A/B used while tuning the ingest path.
+/// The RPC floor and edgehook run side by side (Miniflare, or `wrangler
+/// dev` with `BENCH_PROBE=wrangler`) and take turns, `BENCH_ROUNDS` rounds
+/// of `requests` new GitHub 2 KB deliveries at concurrency `c`, so both see
+/// the same machine; the median ratio is printed.
+pub fn probe(report: &mut Report, requests: usize, c: usize) {
+    let miniflare = std::env::var("BENCH_PROBE").map_or(true, |v| v != "wrangler");
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let floor = Edge::start_reference("floor-rpc", SECRET, miniflare);
+    let edge = if miniflare {
+        Edge::start_miniflare(
+            if std::env::var("BENCH_PROBE_CONSUMER").is_ok_and(|v| v == "0") {
+                "edgehook-without-consumer"
+            } else {
+                "edgehook"
+            },
+        )
+    } else {
+        Edge::start()
+    };
+    let id = bench_trigger(&edge, Provider::GitHub);
+    let mut ratios = Vec::new();
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        let f = github_load(&floor.base, "/hooks/t", requests, c, SMALL);
+        let e = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+        ratios.push(e.rps / f.rps);
+        rows.push(row(&format!("round {round}: floor"), &f, None, None));
+        rows.push(row(&format!("round {round}: edgehook"), &e, None, Some(&f)));
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    report.line(format!(
+        "## Probe ({}, c={c}, {requests} new GitHub 2 KB deliveries a turn)\n",
+        if miniflare {
+            "Miniflare"
+        } else {
+            "wrangler dev"
+        }
+    ));
+    report.table(&LOAD_HEADER, rows);
+    report.line(format!(
+        "median edgehook / floor: {:.2}\n",
+        ratios[ratios.len() / 2]
+    ));
+}

@@ -64,7 +64,8 @@ fn gzip_len(bytes: &[u8]) -> usize {
 }
 
 /// Whether `section` runs: all do unless `BENCH_ONLY` lists some
-/// (`wrangler`, `miniflare`, `dispatch`, `drain`, `growth`).
+/// (`wrangler`, `miniflare`, `dispatch`, `drain`, `growth`; `probe`, the
+/// quick A/B of [`ingest::probe`], runs only when listed).
 fn runs(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -76,6 +77,9 @@ fn main() {
     let mut report = Report::default();
     let capture = Capture::start();
 
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| o.split(',').any(|s| s.trim() == "probe")) {
+        ingest::probe(&mut report, requests, c);
+    }
     if runs("wrangler") {
         ingest::wrangler_ingest(&mut report, requests, c, &capture);
     }
@@ -124,6 +128,10 @@ fn main() {
 
     let text = report.0.join("\n");
     println!("\n{text}\n");
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| o.trim() == "probe") {
+        // A probe is a quick look, not a result to keep.
+        return;
+    }
     let dir = root().join("bench/results");
     std::fs::create_dir_all(&dir).expect("bench/results");
     std::fs::write(dir.join("latest.md"), format!("# `make bench`\n\n{text}\n")).expect("write");

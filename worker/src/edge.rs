@@ -15,7 +15,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Env, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::{self, forwardable_headers};
+use crate::http::{self, forwardable_headers, SMALL_BODY_BYTES};
 use crate::{admin, console, keys, wire};
 
 /// Handles one request to the Worker.
@@ -111,8 +111,6 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     .await
 }
 
-/// Bodies up to this declared size skip the streaming pump (see `ingress`).
-const SMALL_BODY_BYTES: u64 = 64 * 1024;
 /// Most bytes of small bodies one isolate holds at once.
 const MAX_BUFFERED_BYTES: u64 = 8 * 1024 * 1024;
 

@@ -74,9 +74,21 @@ pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u
 /// stream outside any handler ("Network connection lost"). The edge stops at
 /// its hard limit, so the drain ends.
 pub async fn read_body_or_drain(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
-    let declared_over = check_declared_length(req, limit).is_err();
-    read_body(req, limit, Overflow::Drain, declared_over).await
+    match check_declared_length(req, limit) {
+        // A small body whose length is declared is read whole in one call:
+        // HTTP framing bounds it by the declared length, and one copy into
+        // Wasm beats pumping its chunks through a stream reader.
+        Ok(Some(n)) if n <= SMALL_BODY_BYTES => req
+            .bytes()
+            .await
+            .map_err(|_| ApiError::bad_request("the request body ended early")),
+        declared => read_body(req, limit, Overflow::Drain, declared.is_err()).await,
+    }
 }
+
+/// Bodies up to this declared size are read whole rather than streamed (the
+/// edge hands them on the same way, see `edge::ingress`).
+pub const SMALL_BODY_BYTES: u64 = 64 * 1024;
 
 /// Reads a request body that will not be used to its end and drops it; see
 /// [`read_body_or_drain`].

@@ -36,9 +36,10 @@ pub struct RunMessage {
     pub trigger_id: String,
     /// The run.
     pub run_id: String,
-    /// False when the trigger had no target as the message was sent: the
-    /// object marks such a run delivered once it is on the queue, so the
-    /// consumer acks it without asking. Absent in older messages (true).
+    /// Always true now (omitted): every run is claimed, and the claim marks
+    /// a run without a route delivered. Older versions sent false for a
+    /// trigger without a target and marked the run delivered themselves, so
+    /// the consumer acks such a message without asking.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub dispatch: bool,
     /// The size of the body the claim will return, so the consumer can keep

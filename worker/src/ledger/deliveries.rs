@@ -159,12 +159,48 @@ impl Ledger {
         let headers =
             serde_json::to_string(d.headers).map_err(|e| ApiError::internal("headers json", e))?;
         let size = edgehook_core::ingest::stored_size(headers.len(), body.len());
-        if let Some(budget) = budget {
+        // The budget is checked and the bytes are counted in one statement:
+        // the counter moves only if the write fits.
+        let size_arg = i(size.min(i64::MAX as u64) as i64);
+        let counted = match budget {
+            Some(budget) => self.exec(
+                "count stored bytes",
+                "UPDATE counters SET value = MAX(0, value) + ?1
+                 WHERE name = 'stored_bytes' AND MAX(0, value) + ?1 <= ?2",
+                vec![size_arg, i(budget.min(i64::MAX as u64) as i64)],
+            )?,
+            None => self.exec(
+                "count stored bytes",
+                "UPDATE counters SET value = MAX(0, value) + ?1 WHERE name = 'stored_bytes'",
+                vec![size_arg],
+            )?,
+        };
+        if counted.rows_written() == 0 {
             let used = self.stored_bytes()?;
-            if !edgehook_core::ingest::within_budget(used, size, budget) {
-                return Err(ApiError::StorageBudgetExceeded { used, budget });
-            }
+            return match budget {
+                Some(budget) if !edgehook_core::ingest::within_budget(used, size, budget) => {
+                    Err(ApiError::StorageBudgetExceeded { used, budget })
+                }
+                // No counter row yet (it is made by the schema's third
+                // step, so this is a ledger from before it): make it.
+                _ => {
+                    self.add_to_counter(STORED_BYTES, size as i64)?;
+                    self.insert_delivery_row(d, headers, body, size)
+                }
+            };
         }
+        self.insert_delivery_row(d, headers, body, size)
+    }
+
+    /// Inserts a delivery row (with its `headers` as JSON) and its body; its
+    /// `size` is already counted.
+    fn insert_delivery_row(
+        &self,
+        d: &NewDelivery<'_>,
+        headers: String,
+        body: &[u8],
+        size: u64,
+    ) -> ApiResult<()> {
         let seq = self.next_seq()?;
         let received = d.received_bytes.unwrap_or(body.len() as u64);
         self.exec(
@@ -193,7 +229,6 @@ impl Ledger {
                 opt(d.query),
             ],
         )?;
-        self.add_to_counter(STORED_BYTES, size as i64)?;
         for (idx, chunk) in body.chunks(BODY_CHUNK).enumerate() {
             self.exec(
                 "insert body",
@@ -287,7 +322,7 @@ impl Ledger {
     }
 
     fn to_delivery(&self, trigger_id: &str, row: Row, full: bool) -> ApiResult<Delivery> {
-        self.to_delivery_with(trigger_id, row, full, None)
+        self.to_delivery_with(trigger_id, row, full, None, None)
     }
 
     /// As `to_delivery`, with the runs already read (a change-feed page
@@ -298,6 +333,7 @@ impl Ledger {
         row: Row,
         full: bool,
         runs: Option<Vec<edgehook_core::api::RunDetail>>,
+        body: Option<Vec<u8>>,
     ) -> ApiResult<Delivery> {
         let run = match (&row.run_id, &row.r_status) {
             (Some(run_id), Some(status)) => {
@@ -328,7 +364,11 @@ impl Ledger {
                 Some(r) => r,
                 None => self.run_details(&row.id)?,
             };
-            (Some(headers), Some(b64(&self.body(&row.id)?)), Some(runs))
+            let body = match body {
+                Some(b) => b,
+                None => self.body(&row.id)?,
+            };
+            (Some(headers), Some(b64(&body)), Some(runs))
         } else {
             (None, None, None)
         };
@@ -443,22 +483,55 @@ impl Ledger {
             vec![i(after), i(i64::from(limit) + 1)],
         )?;
         let mut more = rows.len() > limit as usize;
-        let mut runs = self.run_details_of_page(after, limit)?;
-        let mut out = Vec::new();
+        // The page ends where its bytes would pass `max_bytes` (but holds at
+        // least one delivery); its bodies are then read in one query.
         let mut bytes = 0u64;
-        for row in rows.into_iter().take(limit as usize) {
+        let mut take = 0;
+        for row in rows.iter().take(limit as usize) {
             let size = row.body_bytes.max(0) as u64 * 4 / 3 + row.headers.len() as u64 + 512;
-            if !out.is_empty() && bytes + size > max_bytes {
+            if take > 0 && bytes + size > max_bytes {
                 more = true;
                 break;
             }
             bytes += size;
+            take += 1;
+        }
+        let last = rows.get(take.max(1) - 1).map_or(after, |r| r.seq);
+        let mut runs = self.run_details_of_page(after, limit)?;
+        let mut bodies = self.bodies_between(after, last)?;
+        let mut out = Vec::with_capacity(take);
+        for row in rows.into_iter().take(take) {
             let seq = row.seq;
             let mine = runs.remove(&row.id).unwrap_or_default();
-            let delivery = self.to_delivery_with(trigger_id, row, true, Some(mine))?;
+            let body = bodies.remove(&row.id).unwrap_or_default();
+            let delivery = self.to_delivery_with(trigger_id, row, true, Some(mine), Some(body))?;
             out.push(Change { seq, delivery });
         }
         Ok((out, more))
+    }
+
+    /// The bodies of the deliveries with `after < seq <= last`, by id: one
+    /// query for a change-feed page rather than one per delivery.
+    fn bodies_between(
+        &self,
+        after: i64,
+        last: i64,
+    ) -> ApiResult<std::collections::HashMap<String, Vec<u8>>> {
+        let cursor = self.exec(
+            "page bodies",
+            "SELECT b.delivery_id, b.data FROM deliveries d JOIN bodies b ON b.delivery_id = d.id
+             WHERE d.seq > ? AND d.seq <= ? ORDER BY d.seq, b.idx",
+            vec![i(after), i(last)],
+        )?;
+        let mut out: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+        for row in cursor.raw() {
+            let row = row.map_err(sql_err("page bodies"))?;
+            let mut cols = row.into_iter();
+            if let (Some(V::String(id)), Some(V::Blob(data))) = (cols.next(), cols.next()) {
+                out.entry(id).or_default().extend_from_slice(&data);
+            }
+        }
+        Ok(out)
     }
 }
 

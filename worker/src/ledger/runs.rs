@@ -164,20 +164,23 @@ impl Ledger {
         self.touch_delivery(&run.delivery_id)
     }
 
-    /// Marks a run delivered without an attempt (a trigger with no target).
+    /// Marks a run delivered without an attempt (a trigger with no target),
+    /// if it is still queued: one conditional write, then its delivery.
     pub fn deliver_without_target(&self, run_id: &str, now: Timestamp) -> ApiResult<()> {
-        let Some(run) = self.run(run_id)? else {
-            return Ok(());
-        };
-        if RunStatus::parse(&run.status) != Some(RunStatus::Queued) {
-            return Ok(());
+        #[derive(Deserialize)]
+        struct Settled {
+            delivery_id: String,
         }
-        let state = RunState {
-            status: RunStatus::Delivered,
-            lease_until: None,
-            ..run.state()
-        };
-        self.settle_run(&run, &state, None, None, now)
+        let settled = self.rows::<Settled>(
+            "deliver without target",
+            "UPDATE runs SET status = 'delivered', lease_until = NULL, updated_at = ?
+             WHERE id = ? AND status = 'queued' RETURNING delivery_id",
+            vec![i(now.millis()), s(run_id)],
+        )?;
+        match settled.into_iter().next() {
+            Some(run) => self.touch_delivery(&run.delivery_id),
+            None => Ok(()),
+        }
     }
 
     /// Records that a failed run's message is on the dead-letter queue.

@@ -10,9 +10,6 @@ pub(super) struct Outgoing {
     pub run_id: String,
     /// Its delivery's body size.
     pub body_bytes: u64,
-    /// Whether the consumer must claim and send it (it has a route); a run
-    /// without one is delivered once it is on the queue.
-    pub dispatch: bool,
 }
 
 impl Outgoing {
@@ -24,7 +21,6 @@ impl Outgoing {
             .map(|r| Outgoing {
                 run_id: r.id.clone(),
                 body_bytes,
-                dispatch: r.route_id.is_some(),
             })
             .collect()
     }
@@ -34,7 +30,6 @@ impl Outgoing {
         Outgoing {
             run_id: r.id.clone(),
             body_bytes: r.body_bytes.max(0) as u64,
-            dispatch: r.route_id.is_some(),
         }
     }
 }
@@ -348,16 +343,7 @@ impl Trigger {
             return;
         }
         match self.env.queue(wire::RUNS_QUEUE) {
-            Ok(queue) => {
-                send_runs(
-                    queue,
-                    self.ledger(),
-                    cfg.id.clone(),
-                    runs.to_vec(),
-                    delay_seconds,
-                )
-                .await
-            }
+            Ok(queue) => send_runs(queue, cfg.id.clone(), runs.to_vec(), delay_seconds).await,
             Err(e) => console_error!("no runs queue, the alarm will retry: {e}"),
         }
     }
@@ -369,20 +355,20 @@ impl Trigger {
             return;
         }
         match self.env.queue(wire::RUNS_QUEUE) {
-            Ok(queue) => {
-                self.state
-                    .wait_until(send_runs(queue, self.ledger(), cfg.id.clone(), runs, 0))
-            }
+            Ok(queue) => self
+                .state
+                .wait_until(send_runs(queue, cfg.id.clone(), runs, 0)),
             Err(e) => console_error!("no runs queue, the alarm will retry: {e}"),
         }
     }
 }
 
-/// Sends `runs` of trigger `trigger_id`, 100 a batch, and marks those
-/// without a route delivered once they are on the queue.
+/// Sends `runs` of trigger `trigger_id`, 100 a batch. A run without a route
+/// (its trigger has no target) is marked delivered by the consumer's claim,
+/// once it is on the queue: one call per batch, where a write here after
+/// each send was a commit of its own per delivery.
 async fn send_runs(
     queue: worker::Queue,
-    ledger: crate::ledger::Ledger,
     trigger_id: String,
     runs: Vec<Outgoing>,
     delay_seconds: u32,
@@ -395,7 +381,7 @@ async fn send_runs(
                     MessageBuilder::new(RunMessage {
                         trigger_id: trigger_id.clone(),
                         run_id: r.run_id.clone(),
-                        dispatch: r.dispatch,
+                        dispatch: true,
                         body_bytes: Some(r.body_bytes),
                     })
                     .delay_seconds(delay_seconds)
@@ -413,21 +399,10 @@ async fn send_runs(
         Ok::<(), worker::Error>(())
     }
     .await;
-    match sent {
-        Ok(()) => {
-            // A run without a route (the trigger has none): the ledger (and
-            // Postgres) are the output, and the run is done once it is on
-            // the queue.
-            let now = now();
-            for r in runs.iter().filter(|r| !r.dispatch) {
-                if let Err(e) = ledger.deliver_without_target(&r.run_id, now) {
-                    e.into_response();
-                }
-            }
-        }
-        Err(e) => console_error!(
+    if let Err(e) = sent {
+        console_error!(
             "enqueue of {} run(s) failed, the alarm will retry: {e}",
             runs.len()
-        ),
+        );
     }
 }
