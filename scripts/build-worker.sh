@@ -5,10 +5,22 @@
 # also kept, so wrangler's start-up and file-watch builds cost nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The static files the Worker does not carry in its Wasm, served by Workers
+# static assets (wrangler.toml's [assets]) before the Worker runs: the
+# console at /console (its HTML as console.html, so /console answers without
+# a redirect) and the OpenAPI document at /api/openapi.json, with the headers
+# of console/_headers. Copied on every build: it costs nothing.
+rm -rf build/assets
+mkdir -p build/assets/console build/assets/api
+cp console/index.html build/assets/console.html
+cp console/app.js console/app.css build/assets/console/
+cp console/_headers build/assets/_headers
+cp docs/openapi.json build/assets/api/openapi.json
 if [ -f build/worker/shim.mjs ]; then
   if [ "${EDGEHOOK_SKIP_BUILD:-}" = 1 ]; then exit 0; fi
   # Up to date: nothing the Wasm is built from is newer than the build.
-  if [ -z "$(find core worker docs/openapi.json console Cargo.toml Cargo.lock -newer build/worker/shim.mjs -print -quit)" ]; then
+  if [ -z "$(find core worker Cargo.toml Cargo.lock -newer build/worker/shim.mjs -print -quit)" ]; then
     exit 0
   fi
 fi

@@ -560,6 +560,11 @@ fn write_config(dir: &Path, consumer: bool) {
                 "main = \"{}\"\n",
                 root.join("build/worker/shim.mjs").display()
             ));
+        } else if trimmed.starts_with("directory =") {
+            out.push_str(&format!(
+                "directory = \"{}\"\n",
+                root.join("build/assets").display()
+            ));
         } else {
             out.push_str(line);
             out.push('\n');

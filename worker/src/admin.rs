@@ -1,10 +1,11 @@
 //! The management API: authentication, then a thin translation to the
 //! Trigger object (or the registry) that owns the data.
 //!
-//! Every route but `GET /api/openapi.json` needs `Authorization: Bearer
+//! Every route needs `Authorization: Bearer
 //! <ADMIN_TOKEN>`, compared in constant time; with no token configured the
 //! API fails closed. Trigger ids are checked by MAC before any object is
-//! touched, so an unknown id is a 404 without creating state.
+//! touched, so an unknown id is a 404 without creating state. (`GET
+//! /api/openapi.json` is a static asset, served before the Worker runs.)
 
 use edgehook_core::api::{TriggerList, TriggerView};
 use edgehook_core::id::{
@@ -16,9 +17,6 @@ use worker::{console_error, Env, Headers, Method, Request, Response};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, base_url, forwardable_headers, random};
 use crate::{keys, wire};
-
-/// The OpenAPI 3.1 document of this API.
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
     let Some(expected) = keys::admin_token(env) else {
@@ -45,11 +43,9 @@ fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
 /// Handles `/api/...`; `segs` is the path after `api`.
 pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Response> {
     if segs == ["openapi.json"] {
-        return Ok(http::bytes(
-            200,
-            "application/json",
-            OPENAPI.as_bytes().to_vec(),
-        ));
+        // A static asset (wrangler.toml's [assets]): the Worker sees this
+        // path only where no assets are configured.
+        return Err(ApiError::NotFound("route"));
     }
     authorize(&req, env)?;
     let method = req.method();

@@ -16,7 +16,7 @@ use worker::{Env, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, forwardable_headers, SMALL_BODY_BYTES};
-use crate::{admin, console, keys, wire};
+use crate::{admin, keys, wire};
 
 /// Handles one request to the Worker.
 pub async fn handle(req: Request, env: Env) -> ApiResult<Response> {
@@ -24,10 +24,9 @@ pub async fn handle(req: Request, env: Env) -> ApiResult<Response> {
     let path = url.path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
-        ["hooks", id] => ingress(req, &env, id).await,
+        ["hooks", id] => ingress(req, &env, id, url.query()).await,
         ["hooks", ..] => Err(ApiError::NotFound("trigger")),
         ["api", rest @ ..] => admin::handle(req, &env, rest).await,
-        ["console", rest @ ..] => console::handle(rest),
         [""] | ["healthz"] => Ok(http::json(200, &json!({"ok": true, "service": "edgehook"}))),
         _ => Err(ApiError::NotFound("route")),
     }
@@ -64,7 +63,12 @@ async fn limit_client_ip(req: &Request, env: &Env) -> ApiResult<()> {
     }
 }
 
-async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
+async fn ingress(
+    mut req: Request,
+    env: &Env,
+    id: &str,
+    query: Option<&str>,
+) -> ApiResult<Response> {
     let key = keys::trigger_id_key(env)?;
     if !is_issued_trigger_id(&key, id) {
         return Err(ApiError::NotFound("trigger"));
@@ -79,7 +83,7 @@ async fn ingress(mut req: Request, env: &Env, id: &str) -> ApiResult<Response> {
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     let stub = wire::trigger_stub(env, id)?;
     // The query string goes along: route filters may match on it.
-    let path = match req.url()?.query() {
+    let path = match query {
         Some(q) if !q.is_empty() => format!("/ingest?{q}"),
         _ => "/ingest".to_string(),
     };

@@ -5,7 +5,8 @@
 //! `TRIGGER_ID_SECRET` keys the MAC inside trigger ids. The last is optional:
 //! without it the key is derived from `DISPATCH_SECRET`, so a deployment with
 //! the two documented secrets works; set it to rotate the dispatch secret
-//! without changing trigger URLs. Values are read per request and never logged.
+//! without changing trigger URLs. Values are read per request (the trigger-id
+//! key is derived once per isolate) and never logged.
 
 use edgehook_core::id::derive_key;
 use edgehook_core::secret::Secret;
@@ -35,17 +36,28 @@ pub fn admin_token(env: &Env) -> Option<Secret> {
     read(env, ADMIN_TOKEN).map(Secret::new)
 }
 
+thread_local! {
+    /// The trigger-id key, derived once per isolate: every ingress request
+    /// checks an id with it, and an isolate's secrets never change (new
+    /// secrets start new isolates).
+    static TRIGGER_ID_KEY: std::cell::OnceCell<Vec<u8>> = const { std::cell::OnceCell::new() };
+}
+
 /// The key for trigger-id MACs.
 pub fn trigger_id_key(env: &Env) -> ApiResult<Vec<u8>> {
-    if let Some(k) = read(env, TRIGGER_ID_SECRET) {
-        return Ok(derive_key(k.as_bytes(), "trigger-id").to_vec());
+    if let Some(key) = TRIGGER_ID_KEY.with(|k| k.get().cloned()) {
+        return Ok(key);
     }
-    if let Some(k) = read(env, DISPATCH_SECRET) {
-        return Ok(derive_key(k.as_bytes(), "trigger-id").to_vec());
-    }
-    Err(ApiError::Internal(
-        "neither TRIGGER_ID_SECRET nor DISPATCH_SECRET is configured".into(),
-    ))
+    let secret = read(env, TRIGGER_ID_SECRET)
+        .or_else(|| read(env, DISPATCH_SECRET))
+        .ok_or_else(|| {
+            ApiError::Internal("neither TRIGGER_ID_SECRET nor DISPATCH_SECRET is configured".into())
+        })?;
+    let key = derive_key(secret.as_bytes(), "trigger-id").to_vec();
+    TRIGGER_ID_KEY.with(|k| {
+        let _ = k.set(key.clone());
+    });
+    Ok(key)
 }
 
 /// The decoded dispatch signing key.

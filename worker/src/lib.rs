@@ -12,7 +12,6 @@
 //! the platform and the core.
 
 mod admin;
-mod console;
 mod consumer;
 mod edge;
 mod error;

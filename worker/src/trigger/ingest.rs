@@ -93,7 +93,13 @@ impl Trigger {
     /// Handles one inbound request. The edge streams the body here unread,
     /// so the rate limits and this trigger's own body limit apply before
     /// any of it is buffered.
-    pub(super) async fn ingest(&self, req: &mut Request) -> ApiResult<Response> {
+    /// `query` is the ingest URL's query string (the client's, passed on by
+    /// the edge).
+    pub(super) async fn ingest(
+        &self,
+        req: &mut Request,
+        query: Option<&str>,
+    ) -> ApiResult<Response> {
         let received_at = req
             .headers()
             .get(wire::RECEIVED_AT)
@@ -133,10 +139,8 @@ impl Trigger {
         drop(permit);
         let body = body?;
         let rand_delivery = random::<10>()?;
-        let query = req
-            .url()
-            .ok()
-            .and_then(|u| u.query().map(edgehook_core::filter::redact_query))
+        let query = query
+            .map(edgehook_core::filter::redact_query)
             .filter(|q| !q.is_empty());
 
         // From here until the run is inserted and its alarm set: no `.await`.

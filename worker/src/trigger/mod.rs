@@ -245,7 +245,7 @@ impl Trigger {
         let method = req.method();
         match (method, segs.as_slice()) {
             (Method::Post, ["ingest"]) => {
-                let answer = self.ingest(&mut req).await;
+                let answer = self.ingest(&mut req, url.query()).await;
                 if answer.is_err() {
                     // The edge streams the body here: an answer given
                     // without reading it makes the runtime fail that stream
