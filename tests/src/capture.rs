@@ -2,6 +2,8 @@
 //! answers as its path (or [`Capture::set_status`]) says.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,92 +53,25 @@ impl Capture {
     /// Starts a capture server on `port` (0: any free port), e.g. where a
     /// target that was down comes back.
     pub fn start_on(port: u16) -> Capture {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).expect("capture server");
-        let port = server.server_addr().to_ip().expect("ip addr").port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("capture server");
+        let port = listener.local_addr().expect("local addr").port();
         let seen: Arc<Mutex<Vec<Captured>>> = Arc::new(Mutex::new(Vec::new()));
         let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::new(Mutex::new(HashMap::new()));
         let overrides: Arc<Mutex<HashMap<String, u16>>> = Arc::new(Mutex::new(HashMap::new()));
         let seen2 = seen.clone();
         let overrides2 = overrides.clone();
+        // One thread per connection, started as it is accepted: a burst of a
+        // hundred concurrent attempts (one consumer batch) is answered at
+        // once. (tiny_http, used before, took a cold burst of a hundred
+        // connections into its pool 5 s at a time, up to two minutes.)
         std::thread::spawn(move || {
-            for mut req in server.incoming_requests() {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
                 let seen = seen2.clone();
                 let counts = counts.clone();
                 let overrides = overrides2.clone();
                 std::thread::spawn(move || {
-                    let mut body = Vec::new();
-                    let _ = req.as_reader().read_to_end(&mut body);
-                    let path = req.url().to_string();
-                    let headers: Vec<(String, String)> = req
-                        .headers()
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.field.as_str().as_str().to_ascii_lowercase(),
-                                h.value.as_str().to_string(),
-                            )
-                        })
-                        .collect();
-                    let first_attempt = headers
-                        .iter()
-                        .any(|(n, v)| n == "x-edgehook-attempt" && v == "1");
-                    let digest: u64 = body
-                        .iter()
-                        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
-                    seen.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Captured {
-                            path: path.clone(),
-                            headers,
-                            body,
-                            at: Instant::now(),
-                        });
-                    let n = {
-                        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-                        let e = c.entry(path.clone()).or_insert(0);
-                        *e += 1;
-                        *e
-                    };
-                    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-                    let status = match segs.as_slice() {
-                        ["fail", ..] => 500,
-                        ["flaky", k, ..] if n <= k.parse::<u32>().unwrap_or(0) => 500,
-                        ["slow", ms, ..] => {
-                            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
-                            200
-                        }
-                        ["chaos", ms, ..] => {
-                            let max = ms.parse::<u64>().unwrap_or(0).max(1);
-                            std::thread::sleep(Duration::from_millis(digest % max));
-                            if first_attempt && digest.is_multiple_of(3) {
-                                500
-                            } else {
-                                200
-                            }
-                        }
-                        _ => 200,
-                    };
-                    let status = overrides
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&path)
-                        .copied()
-                        .unwrap_or(status);
-                    let text = if status >= 500 {
-                        "target exploded"
-                    } else {
-                        "ok"
-                    };
-                    // Each connection is closed after its answer: the
-                    // runtime opens one per attempt, and thousands left
-                    // idle would exhaust its file descriptors in a soak.
-                    let close = tiny_http::Header::from_bytes(&b"connection"[..], &b"close"[..])
-                        .expect("a valid header");
-                    let _ = req.respond(
-                        tiny_http::Response::from_string(text)
-                            .with_status_code(status)
-                            .with_header(close),
-                    );
+                    let _ = serve(stream, &seen, &counts, &overrides);
                 });
             }
         });
@@ -197,4 +132,119 @@ impl Capture {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Most bytes of a request line and headers the server reads.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Reads one request from `stream`, records it, answers as its path says
+/// and closes the connection (the runtime opens one per attempt; thousands
+/// left idle would exhaust its file descriptors in a soak).
+fn serve(
+    stream: TcpStream,
+    seen: &Mutex<Vec<Captured>>,
+    counts: &Mutex<HashMap<String, u32>>,
+    overrides: &Mutex<HashMap<String, u16>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut head_bytes = line.len();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        head_bytes += h.len();
+        if head_bytes > MAX_HEAD_BYTES {
+            return Ok(());
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        reader.read_exact(&mut body)?;
+    }
+    let first_attempt = header("x-edgehook-attempt") == Some("1");
+    let digest: u64 = body
+        .iter()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Captured {
+            path: path.clone(),
+            headers: headers.clone(),
+            body,
+            at: Instant::now(),
+        });
+    let n = {
+        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let e = c.entry(path.clone()).or_insert(0);
+        *e += 1;
+        *e
+    };
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let status = match segs.as_slice() {
+        ["fail", ..] => 500,
+        ["flaky", k, ..] if n <= k.parse::<u32>().unwrap_or(0) => 500,
+        ["slow", ms, ..] => {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            200
+        }
+        ["chaos", ms, ..] => {
+            let max = ms.parse::<u64>().unwrap_or(0).max(1);
+            std::thread::sleep(Duration::from_millis(digest % max));
+            if first_attempt && digest.is_multiple_of(3) {
+                500
+            } else {
+                200
+            }
+        }
+        _ => 200,
+    };
+    let status = overrides
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&path)
+        .copied()
+        .unwrap_or(status);
+    let text = if status >= 500 {
+        "target exploded"
+    } else {
+        "ok"
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+        if status < 400 { "OK" } else { "Error" },
+        text.len()
+    )?;
+    out.flush()?;
+    out.shutdown(std::net::Shutdown::Both)
 }
