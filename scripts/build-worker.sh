@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Worker into build/ (wrangler's [build] command and `make build`).
-# With EDGEHOOK_SKIP_BUILD=1 and an existing build, it does nothing: the test
-# harness builds once and starts wrangler many times. An up-to-date build is
-# also kept, so wrangler's start-up and file-watch builds cost nothing.
+# With EDGEHOOK_SKIP_BUILD=1 and an existing build, it only refreshes the
+# static assets: the test harness builds once and starts wrangler many times.
+# An up-to-date Wasm build is also kept, so wrangler's start-up and
+# file-watch builds cost nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
