@@ -67,7 +67,12 @@ fn gzip_len(bytes: &[u8]) -> usize {
 /// (`wrangler`, `miniflare`, `dispatch`, `drain`, `growth`; `probe`, the
 /// quick A/B of [`ingest::probe`], runs only when listed).
 fn runs(section: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+    std::env::var("BENCH_ONLY").is_err() || listed(section)
+}
+
+/// Whether `BENCH_ONLY` lists `section`.
+fn listed(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == section))
 }
 
 fn main() {
@@ -77,7 +82,7 @@ fn main() {
     let mut report = Report::default();
     let capture = Capture::start();
 
-    if std::env::var("BENCH_ONLY").is_ok_and(|o| o.split(',').any(|s| s.trim() == "probe")) {
+    if listed("probe") {
         ingest::probe(&mut report, requests, c);
     }
     if runs("wrangler") {

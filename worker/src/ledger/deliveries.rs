@@ -160,47 +160,28 @@ impl Ledger {
             serde_json::to_string(d.headers).map_err(|e| ApiError::internal("headers json", e))?;
         let size = edgehook_core::ingest::stored_size(headers.len(), body.len());
         // The budget is checked and the bytes are counted in one statement:
-        // the counter moves only if the write fits.
-        let size_arg = i(size.min(i64::MAX as u64) as i64);
-        let counted = match budget {
-            Some(budget) => self.exec(
-                "count stored bytes",
-                "UPDATE counters SET value = MAX(0, value) + ?1
-                 WHERE name = 'stored_bytes' AND MAX(0, value) + ?1 <= ?2",
-                vec![size_arg, i(budget.min(i64::MAX as u64) as i64)],
-            )?,
-            None => self.exec(
-                "count stored bytes",
-                "UPDATE counters SET value = MAX(0, value) + ?1 WHERE name = 'stored_bytes'",
-                vec![size_arg],
-            )?,
-        };
+        // the counter (made by the schema's third step) moves only if the
+        // write fits.
+        let counted = self.exec(
+            "count stored bytes",
+            "UPDATE counters SET value = MAX(0, value) + ?1
+             WHERE name = 'stored_bytes' AND MAX(0, value) + ?1 <= ?2",
+            vec![
+                i(size.min(i64::MAX as u64) as i64),
+                i(budget.unwrap_or(u64::MAX).min(i64::MAX as u64) as i64),
+            ],
+        )?;
         if counted.rows_written() == 0 {
             let used = self.stored_bytes()?;
             return match budget {
                 Some(budget) if !edgehook_core::ingest::within_budget(used, size, budget) => {
                     Err(ApiError::StorageBudgetExceeded { used, budget })
                 }
-                // No counter row yet (it is made by the schema's third
-                // step, so this is a ledger from before it): make it.
-                _ => {
-                    self.add_to_counter(STORED_BYTES, size as i64)?;
-                    self.insert_delivery_row(d, headers, body, size)
-                }
+                _ => Err(ApiError::Internal(
+                    "the stored_bytes counter is missing".into(),
+                )),
             };
         }
-        self.insert_delivery_row(d, headers, body, size)
-    }
-
-    /// Inserts a delivery row (with its `headers` as JSON) and its body; its
-    /// `size` is already counted.
-    fn insert_delivery_row(
-        &self,
-        d: &NewDelivery<'_>,
-        headers: String,
-        body: &[u8],
-        size: u64,
-    ) -> ApiResult<()> {
         let seq = self.next_seq()?;
         let received = d.received_bytes.unwrap_or(body.len() as u64);
         self.exec(
