@@ -6,13 +6,15 @@
 //! move forward: an upsert rewrites a row only for a later change (`seq`), so
 //! a repeated or concurrent sync changes nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use edgehook_core::api::{AttemptView, ChangePage, RouteView, RunDetail, TriggerView};
 use edgehook_core::encoding::b64_decode;
+use edgehook_core::HeaderList;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
 use tokio_postgres::Client;
 
 use crate::Fatal;
@@ -217,75 +219,103 @@ pub struct Written {
     pub attempts: u64,
 }
 
-/// Writes one page and the new cursor in one transaction.
-pub async fn apply_page(
-    client: &mut Client,
-    trigger_id: &str,
-    page: &ChangePage,
-) -> Result<Written> {
-    // One row per delivery, at its latest change (a page never repeats one,
-    // but a duplicate would make ON CONFLICT fail, so keep the latest).
-    let mut latest: BTreeMap<&str, &edgehook_core::api::Change> = BTreeMap::new();
-    for c in &page.changes {
-        let keep = latest
-            .get(c.delivery.delivery_id.as_str())
-            .is_none_or(|prev| prev.seq < c.seq);
-        if keep {
-            latest.insert(&c.delivery.delivery_id, c);
-        }
-    }
-    let mut d = Deliveries::default();
-    let mut r = Runs::default();
-    let mut a = Attempts::default();
-    for c in latest.values() {
-        let dl = &c.delivery;
-        let body = match &dl.raw_body {
-            Some(b) => b64_decode(b)
-                .ok_or_else(|| anyhow!("delivery {} has a malformed raw_body", dl.delivery_id))?,
-            None => Vec::new(),
-        };
-        d.ids.push(dl.delivery_id.clone());
-        d.seqs.push(c.seq);
-        d.statuses.push(dl.status.as_str().to_string());
-        d.dedupe_keys.push(dl.dedupe_key.clone());
-        d.attempt_counts
-            .push(dl.attempt_count.min(i32::MAX as u32) as i32);
-        d.signature_statuses.push(dl.signature_status.clone());
-        d.matched.push(dl.matched_secret.clone());
-        d.event_types.push(dl.event_type.clone());
-        d.replayed_from.push(dl.replayed_from.clone());
-        d.reasons.push(dl.reason.clone());
-        d.received.push(dl.received_at.clone());
-        // The size received; for a rejected delivery the stored body may be
-        // only its first 4 KiB (`body_truncated`).
-        d.body_bytes.push(dl.body_bytes.min(i32::MAX as u64) as i32);
-        d.truncated.push(dl.body_truncated);
-        d.bodies.push(body);
-        d.headers.push(
-            serde_json::to_value(dl.headers.clone().unwrap_or_default()).context("headers json")?,
-        );
-        d.run_ids
-            .push(dl.run.as_ref().map(|run| run.run_id.clone()));
-        // Every run of every route, with its attempts; an edge from before
-        // routes sends only `run`, which has none.
-        let legacy = dl
-            .runs
-            .is_none()
-            .then(|| dl.run.as_ref().map(RunDetail::from))
-            .flatten();
-        for run in dl.runs.iter().flatten().chain(legacy.as_ref()) {
-            r.push(&dl.delivery_id, c.seq, run);
-            for at in &run.attempts {
-                a.push(&dl.delivery_id, c.seq, run, at);
+/// A page of the change feed as the columns its upserts bind, built once:
+/// a retried write binds the same columns again.
+pub struct PageRows {
+    deliveries: Deliveries,
+    runs: Runs,
+    attempts: Attempts,
+    /// The cursor the page moves to.
+    pub next_after: i64,
+    /// Whether the edge has more changes after this page.
+    pub has_more: bool,
+}
+
+impl PageRows {
+    /// The page's columns. The page is consumed: its strings move into the
+    /// columns rather than being copied.
+    pub fn new(page: ChangePage) -> Result<PageRows> {
+        // One row per delivery, at its latest change (a page never repeats
+        // one, but a duplicate would make ON CONFLICT fail, so keep the
+        // latest), in delivery-id order: concurrent syncs then take row
+        // locks in the same order and cannot deadlock.
+        let mut changes = page.changes;
+        changes.sort_by(|x, y| {
+            (x.delivery.delivery_id.as_str(), y.seq).cmp(&(y.delivery.delivery_id.as_str(), x.seq))
+        });
+        changes.dedup_by(|later, kept| later.delivery.delivery_id == kept.delivery.delivery_id);
+        let mut d = Deliveries::default();
+        let mut r = Runs::default();
+        let mut a = Attempts::default();
+        for c in changes {
+            let seq = c.seq;
+            let dl = c.delivery;
+            let body = match &dl.raw_body {
+                Some(b) => b64_decode(b).ok_or_else(|| {
+                    anyhow!("delivery {} has a malformed raw_body", dl.delivery_id)
+                })?,
+                None => Vec::new(),
+            };
+            // Every run of every route, with its attempts; an edge from
+            // before routes sends only `run`, which has none.
+            let runs = match dl.runs {
+                Some(runs) => runs,
+                None => dl.run.as_ref().map(RunDetail::from).into_iter().collect(),
+            };
+            for mut run in runs {
+                for at in std::mem::take(&mut run.attempts) {
+                    a.push(&dl.delivery_id, seq, &run, at);
+                }
+                r.push(&dl.delivery_id, seq, run);
             }
+            d.run_ids.push(dl.run.map(|run| run.run_id));
+            d.seqs.push(seq);
+            d.statuses.push(dl.status.as_str());
+            d.dedupe_keys.push(dl.dedupe_key);
+            d.attempt_counts
+                .push(dl.attempt_count.min(i32::MAX as u32) as i32);
+            d.signature_statuses.push(dl.signature_status);
+            d.matched.push(dl.matched_secret);
+            d.event_types.push(dl.event_type);
+            d.replayed_from.push(dl.replayed_from);
+            d.reasons.push(dl.reason);
+            d.received.push(dl.received_at);
+            // The size received; for a rejected delivery the stored body
+            // may be only its first 4 KiB (`body_truncated`).
+            d.body_bytes.push(dl.body_bytes.min(i32::MAX as u64) as i32);
+            d.truncated.push(dl.body_truncated);
+            d.bodies.push(body);
+            d.headers.push(Json(dl.headers.unwrap_or_default()));
+            d.ids.push(dl.delivery_id);
         }
+        Ok(PageRows {
+            deliveries: d,
+            runs: r,
+            attempts: a,
+            next_after: page.next_after,
+            has_more: page.has_more,
+        })
     }
+
+    /// Whether the page holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.ids.is_empty()
+    }
+}
+
+/// Writes one page and the new cursor in one transaction.
+pub async fn apply_page(client: &mut Client, trigger_id: &str, page: &PageRows) -> Result<Written> {
+    let (d, r, a) = (&page.deliveries, &page.runs, &page.attempts);
     let tx = client
         .transaction()
         .await
         .map_err(|e| classify(e, "starting a page"))?;
-    let deliveries = tx
-        .execute(
+    // The four statements are pipelined on the connection (sent without
+    // waiting for each other's answers): one round trip's wait per page, not
+    // one per statement. The tables have no foreign keys, and all four
+    // commit together.
+    let deliveries = async {
+        tx.execute(
             "INSERT INTO deliveries (trigger_id, delivery_id, seq, status, dedupe_key, attempt_count,
                 signature_status, matched_secret, event_type, replayed_from, reason, received_at,
                 raw_body, body_bytes, headers, run_id, body_truncated)
@@ -327,9 +357,10 @@ pub async fn apply_page(
             ],
         )
         .await
-        .map_err(|e| classify(e, "upserting deliveries"))?;
-    let runs = tx
-        .execute(
+        .map_err(|e| classify(e, "upserting deliveries"))
+    };
+    let runs = async {
+        tx.execute(
             "INSERT INTO runs (run_id, trigger_id, delivery_id, seq, status, attempts, last_error,
                 last_status_code, next_attempt_at, dead_lettered_at, created_at, updated_at, route_id)
              SELECT t.id, $1, t.delivery_id, t.seq, t.status, t.attempts, t.last_error, t.code,
@@ -362,9 +393,10 @@ pub async fn apply_page(
             ],
         )
         .await
-        .map_err(|e| classify(e, "upserting runs"))?;
-    let attempts = tx
-        .execute(
+        .map_err(|e| classify(e, "upserting runs"))
+    };
+    let attempts = async {
+        tx.execute(
             "INSERT INTO attempts (run_id, attempt, trigger_id, delivery_id, route_id, seq, started_at,
                 duration_ms, status_code, error, error_message, response_excerpt, rate_limited_ms)
              SELECT t.run_id, t.attempt, $1, t.delivery_id, t.route_id, t.seq, t.started::timestamptz,
@@ -396,15 +428,19 @@ pub async fn apply_page(
             ],
         )
         .await
-        .map_err(|e| classify(e, "upserting attempts"))?;
-    tx.execute(
-        "INSERT INTO sync_cursors (trigger_id, last_seq) VALUES ($1, $2)
-         ON CONFLICT (trigger_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
-         WHERE sync_cursors.last_seq < EXCLUDED.last_seq",
-        &[&trigger_id, &page.next_after],
-    )
-    .await
-    .map_err(|e| classify(e, "moving the cursor"))?;
+        .map_err(|e| classify(e, "upserting attempts"))
+    };
+    let cursor = async {
+        tx.execute(
+            "INSERT INTO sync_cursors (trigger_id, last_seq) VALUES ($1, $2)
+             ON CONFLICT (trigger_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
+             WHERE sync_cursors.last_seq < EXCLUDED.last_seq",
+            &[&trigger_id, &page.next_after],
+        )
+        .await
+        .map_err(|e| classify(e, "moving the cursor"))
+    };
+    let (deliveries, runs, attempts, _) = futures::try_join!(deliveries, runs, attempts, cursor)?;
     tx.commit()
         .await
         .map_err(|e| classify(e, "committing a page"))?;
@@ -492,7 +528,7 @@ pub async fn upsert_routes(client: &Client, trigger_id: &str, routes: &[RouteVie
 struct Deliveries {
     ids: Vec<String>,
     seqs: Vec<i64>,
-    statuses: Vec<String>,
+    statuses: Vec<&'static str>,
     dedupe_keys: Vec<Option<String>>,
     attempt_counts: Vec<i32>,
     signature_statuses: Vec<String>,
@@ -503,7 +539,7 @@ struct Deliveries {
     received: Vec<String>,
     bodies: Vec<Vec<u8>>,
     body_bytes: Vec<i32>,
-    headers: Vec<serde_json::Value>,
+    headers: Vec<Json<HeaderList>>,
     run_ids: Vec<Option<String>>,
     truncated: Vec<bool>,
 }
@@ -513,7 +549,7 @@ struct Runs {
     ids: Vec<String>,
     delivery_ids: Vec<String>,
     seqs: Vec<i64>,
-    statuses: Vec<String>,
+    statuses: Vec<&'static str>,
     attempts: Vec<i32>,
     last_errors: Vec<Option<String>>,
     codes: Vec<Option<i32>>,
@@ -525,37 +561,37 @@ struct Runs {
 }
 
 impl Runs {
-    fn push(&mut self, delivery_id: &str, seq: i64, run: &RunDetail) {
-        self.ids.push(run.run_id.clone());
+    fn push(&mut self, delivery_id: &str, seq: i64, run: RunDetail) {
+        self.ids.push(run.run_id);
         self.delivery_ids.push(delivery_id.to_string());
         self.seqs.push(seq);
-        self.statuses.push(run.status.as_str().to_string());
+        self.statuses.push(run.status.as_str());
         self.attempts
             .push(run.attempt_count.min(i32::MAX as u32) as i32);
-        self.last_errors.push(run.last_error.clone());
+        self.last_errors.push(run.last_error);
         self.codes.push(run.last_status_code.map(i32::from));
-        self.next_attempt.push(run.next_attempt_at.clone());
-        self.dead_lettered.push(run.dead_lettered_at.clone());
-        self.created.push(run.created_at.clone());
-        self.updated.push(run.updated_at.clone());
-        self.routes.push(run.route_id.clone());
+        self.next_attempt.push(run.next_attempt_at);
+        self.dead_lettered.push(run.dead_lettered_at);
+        self.created.push(run.created_at);
+        self.updated.push(run.updated_at);
+        self.routes.push(run.route_id);
     }
 }
 
 impl Attempts {
-    fn push(&mut self, delivery_id: &str, seq: i64, run: &RunDetail, at: &AttemptView) {
+    fn push(&mut self, delivery_id: &str, seq: i64, run: &RunDetail, at: AttemptView) {
         self.run_ids.push(run.run_id.clone());
         self.attempts.push(at.attempt.min(i32::MAX as u32) as i32);
         self.delivery_ids.push(delivery_id.to_string());
         self.routes.push(run.route_id.clone());
         self.seqs.push(seq);
-        self.started.push(at.started_at.clone());
+        self.started.push(at.started_at);
         self.durations
             .push(at.duration_ms.map(|d| d.min(i64::MAX as u64) as i64));
         self.codes.push(at.status_code.map(i32::from));
-        self.errors.push(at.error.clone());
-        self.messages.push(at.error_message.clone());
-        self.excerpts.push(at.response_excerpt.clone());
+        self.errors.push(at.error);
+        self.messages.push(at.error_message);
+        self.excerpts.push(at.response_excerpt);
         self.waited
             .push(at.rate_limited_ms.min(i64::MAX as u64) as i64);
     }

@@ -11,7 +11,7 @@ use futures::future::try_join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_postgres::Client;
 
-use crate::db::{self, Written};
+use crate::db::{self, PageRows, Written};
 use crate::edge::Edge;
 use crate::Options;
 
@@ -252,21 +252,42 @@ async fn sync_trigger(
             .await
             .with_context(|| format!("writing the routes of {id}"))?;
     }
-    let mut after = db::cursor(&conn.client, id).await?;
-    // The next page is fetched while this one is written: the edge and the
-    // database work at the same time, and a page commits with its cursor
-    // before the next is written, as before.
-    let mut page = edge.changes(id, after, page_size).await?;
-    while !page.changes.is_empty() {
-        let prefetch = async {
-            if page.has_more {
-                edge.changes(id, page.next_after, page_size).await.map(Some)
-            } else {
-                Ok(None)
+    let after = db::cursor(&conn.client, id).await?;
+    // A reader task fetches and decodes pages into a channel of two while
+    // this task writes: the edge, the decoding and the database all work at
+    // once, and a slow page on one side does not stall the other. Each page
+    // still commits with its cursor, in order.
+    let (tx, mut pages) = tokio::sync::mpsc::channel::<Result<PageRows>>(2);
+    let reader = {
+        let edge = edge.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut after = after;
+            loop {
+                let page = edge
+                    .changes(&id, after, page_size)
+                    .await
+                    .and_then(PageRows::new);
+                let more = page.as_ref().is_ok_and(|p| p.has_more && !p.is_empty());
+                if let Ok(p) = &page {
+                    after = p.next_after;
+                }
+                // The writer has stopped (it failed): so does the reader.
+                if tx.send(page).await.is_err() || !more {
+                    return;
+                }
             }
-        };
-        let (written, next) = tokio::join!(write_with_retry(conn, id, &page), prefetch);
-        let written = written?;
+        })
+    };
+    // The reader stops with the writer, also when this future is dropped.
+    let _reader = AbortOnDrop(reader);
+    let mut cursor = after;
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        if page.is_empty() {
+            break;
+        }
+        let written = write_with_retry(conn, id, &page).await?;
         stats.deliveries += written.deliveries;
         stats.runs += written.runs;
         stats.attempts += written.attempts;
@@ -274,22 +295,23 @@ async fn sync_trigger(
         let page_rows = written.deliveries + written.runs + written.attempts;
         let total = rows.fetch_add(page_rows, std::sync::atomic::Ordering::Relaxed) + page_rows;
         progress.rows(total);
-        after = page.next_after;
-        match next? {
-            Some(next) => page = next,
-            None => break,
-        }
+        cursor = page.next_after;
     }
-    Ok((stats, after))
+    Ok((stats, cursor))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Writes a page; on a transient database failure, reconnects and writes it
 /// again (the page and its cursor commit together, so a retry is exact).
-async fn write_with_retry(
-    conn: &mut Conn,
-    id: &str,
-    page: &edgehook_core::api::ChangePage,
-) -> Result<Written> {
+async fn write_with_retry(conn: &mut Conn, id: &str, page: &PageRows) -> Result<Written> {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
     loop {

@@ -21,6 +21,7 @@ mod ledger;
 // `#[durable_object]` generates undocumented public glue.
 #[allow(missing_docs)]
 mod registry;
+mod sqlrow;
 #[allow(missing_docs)]
 mod trigger;
 mod wire;

@@ -123,8 +123,10 @@ impl Registry {
                             V::Integer(limit + 1),
                         ],
                     )
-                    .and_then(|c| c.to_array())
-                    .map_err(|e| ApiError::internal("registry list", e))?;
+                    .map_err(|e| ApiError::internal("registry list", e))
+                    .and_then(|c| {
+                        crate::sqlrow::all(&c).map_err(|e| ApiError::internal("registry list", e))
+                    })?;
                 let more = rows.len() as i64 > limit;
                 let rows: Vec<Row> = rows.into_iter().take(limit as usize).collect();
                 let next = if more {

@@ -236,9 +236,8 @@ impl Ledger {
         query: &str,
         args: Vec<V>,
     ) -> ApiResult<Vec<T>> {
-        self.exec(context, query, args)?
-            .to_array::<T>()
-            .map_err(sql_err(context))
+        let cursor = self.exec(context, query, args)?;
+        crate::sqlrow::all(&cursor).map_err(|e| ApiError::internal(context, e))
     }
 
     /// Brings the schema to the newest version, `MIGRATIONS.len()`.

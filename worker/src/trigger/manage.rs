@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use edgehook_core::api::ChangePage;
 use edgehook_core::query;
 
 impl Trigger {
@@ -162,9 +163,16 @@ impl Trigger {
             self.ledger()
                 .changes(&cfg.id, after, limit, CHANGES_MAX_BYTES)?;
         let next_after = changes.last().map_or(after, |c| c.seq);
+        // Serialized straight from the page, not through a `json!` value
+        // tree: building and dropping that tree was a fifth of the feed's
+        // CPU profile.
         Ok(http::json(
             200,
-            &json!({"changes": changes, "next_after": next_after, "has_more": has_more}),
+            &ChangePage {
+                changes,
+                next_after,
+                has_more,
+            },
         ))
     }
 
