@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use edgehook_core::api::{AttemptView, ChangePage, RouteView, RunDetail, TriggerView};
-use edgehook_core::encoding::b64_decode;
+use edgehook_core::api::{AttemptView, RouteView, RunDetail, TriggerView};
+use edgehook_core::frames::FramedPage;
 use edgehook_core::HeaderList;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
@@ -234,28 +234,24 @@ pub struct PageRows {
 impl PageRows {
     /// The page's columns. The page is consumed: its strings move into the
     /// columns rather than being copied.
-    pub fn new(page: ChangePage) -> Result<PageRows> {
+    pub fn new(page: FramedPage) -> Result<PageRows> {
         // One row per delivery, at its latest change (a page never repeats
         // one, but a duplicate would make ON CONFLICT fail, so keep the
         // latest), in delivery-id order: concurrent syncs then take row
         // locks in the same order and cannot deadlock.
         let mut changes = page.changes;
-        changes.sort_by(|x, y| {
+        changes.sort_by(|(x, _), (y, _)| {
             (x.delivery.delivery_id.as_str(), y.seq).cmp(&(y.delivery.delivery_id.as_str(), x.seq))
         });
-        changes.dedup_by(|later, kept| later.delivery.delivery_id == kept.delivery.delivery_id);
+        changes.dedup_by(|(later, _), (kept, _)| {
+            later.delivery.delivery_id == kept.delivery.delivery_id
+        });
         let mut d = Deliveries::default();
         let mut r = Runs::default();
         let mut a = Attempts::default();
-        for c in changes {
+        for (c, body) in changes {
             let seq = c.seq;
             let dl = c.delivery;
-            let body = match &dl.raw_body {
-                Some(b) => b64_decode(b).ok_or_else(|| {
-                    anyhow!("delivery {} has a malformed raw_body", dl.delivery_id)
-                })?,
-                None => Vec::new(),
-            };
             // Every run of every route, with its attempts; an edge from
             // before routes sends only `run`, which has none.
             let runs = match dl.runs {

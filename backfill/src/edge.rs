@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use edgehook_core::api::{ChangePage, RouteView, TriggerList, TriggerView};
+use edgehook_core::encoding::b64_decode;
+use edgehook_core::frames::{self, FramedPage};
 
 use crate::Fatal;
 
@@ -44,6 +46,13 @@ impl Edge {
     }
 
     async fn get_once<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        let (_, body) = self.get_raw_once(path).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Failure::Permanent(anyhow!("GET {path}: unexpected answer: {e}")))
+    }
+
+    /// GETs `path`: its content type and body.
+    async fn get_raw_once(&self, path: &str) -> Result<(String, bytes::Bytes), Failure> {
         let url = format!("{}{}", self.base, path);
         let resp = self
             .http
@@ -77,27 +86,23 @@ impl Edge {
                 "GET {path}: the edge answered {status}: {body}"
             )));
         }
-        resp.json::<T>()
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        // A body cut short is a transient failure, like a dropped connection.
+        let body = resp
+            .bytes()
             .await
-            .map_err(|e| Failure::Permanent(anyhow!("GET {path}: unexpected answer: {e}")))
+            .map_err(|e| Failure::Transient(anyhow!("GET {path}: {}", root_cause(&e))))?;
+        Ok((content_type, body))
     }
 
     /// GETs `path` as JSON, retrying transient failures with backoff.
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, attempts: u32) -> Result<T> {
-        let mut delay = Duration::from_millis(250);
-        let mut attempt = 1;
-        loop {
-            match self.get_once(path).await {
-                Ok(v) => return Ok(v),
-                Err(Failure::Permanent(e)) => return Err(e),
-                Err(Failure::Transient(e)) if attempt >= attempts => return Err(e),
-                Err(Failure::Transient(_)) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(8));
-                    attempt += 1;
-                }
-            }
-        }
+        retry(attempts, || self.get_once(path)).await
     }
 
     /// Every trigger, deleted ones included.
@@ -152,14 +157,65 @@ impl Edge {
         Ok(None)
     }
 
-    /// One page of a trigger's change feed.
-    pub async fn changes(&self, trigger_id: &str, after: i64, limit: u32) -> Result<ChangePage> {
-        self.get(
-            &format!("/api/triggers/{trigger_id}/changes?after={after}&limit={limit}"),
-            ATTEMPTS,
-        )
-        .await
-        .with_context(|| format!("reading the change feed of {trigger_id}"))
+    /// One page of a trigger's change feed, asked for as frames (bodies as
+    /// bytes, `core::frames`). An edge from before frames ignores the
+    /// parameter and answers JSON, which is decoded into the same page.
+    pub async fn changes(&self, trigger_id: &str, after: i64, limit: u32) -> Result<FramedPage> {
+        let path =
+            format!("/api/triggers/{trigger_id}/changes?after={after}&limit={limit}&format=frames");
+        let (content_type, body) = retry(ATTEMPTS, || self.get_raw_once(&path))
+            .await
+            .with_context(|| format!("reading the change feed of {trigger_id}"))?;
+        if content_type.starts_with(frames::CONTENT_TYPE) {
+            return frames::decode(&body)
+                .with_context(|| format!("reading the change feed of {trigger_id}"));
+        }
+        let page: ChangePage = serde_json::from_slice(&body)
+            .with_context(|| format!("reading the change feed of {trigger_id}"))?;
+        let changes = page
+            .changes
+            .into_iter()
+            .map(|mut c| {
+                let body = match c.delivery.raw_body.take() {
+                    Some(b) => b64_decode(&b).ok_or_else(|| {
+                        anyhow!(
+                            "delivery {} has a malformed raw_body",
+                            c.delivery.delivery_id
+                        )
+                    })?,
+                    None => Vec::new(),
+                };
+                Ok((c, body))
+            })
+            .collect::<Result<_>>()?;
+        Ok(FramedPage {
+            changes,
+            next_after: page.next_after,
+            has_more: page.has_more,
+        })
+    }
+}
+
+/// Runs `once` until it succeeds, fails for good, or has failed
+/// transiently `attempts` times, with exponential backoff.
+async fn retry<T, F, Fut>(attempts: u32, mut once: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match once().await {
+            Ok(v) => return Ok(v),
+            Err(Failure::Permanent(e)) => return Err(e),
+            Err(Failure::Transient(e)) if attempt >= attempts => return Err(e),
+            Err(Failure::Transient(_)) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+                attempt += 1;
+            }
+        }
     }
 }
 

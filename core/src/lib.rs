@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod encoding;
 pub mod error;
 pub mod filter;
+pub mod frames;
 pub mod headers;
 pub mod id;
 pub mod ingest;

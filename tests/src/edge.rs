@@ -20,8 +20,10 @@ pub struct Resp {
     pub status: u16,
     /// Headers, lower-case names.
     pub headers: Vec<(String, String)>,
-    /// Body text.
+    /// Body text (lossy where the body is not UTF-8).
     pub body: String,
+    /// Body bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -384,11 +386,12 @@ impl Edge {
                     .map(|v| (n.to_ascii_lowercase(), v.to_string()))
             })
             .collect();
-        let mut body = String::new();
+        let mut bytes = Vec::new();
         let _ = resp
             .into_reader()
             .take(64 * 1024 * 1024)
-            .read_to_string(&mut body);
+            .read_to_end(&mut bytes);
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         for (n, v) in &headers {
             assert_no_secret(&format!("header {n} of {method} {path}"), v);
         }
@@ -409,6 +412,7 @@ impl Edge {
             status,
             headers,
             body,
+            bytes,
         }
     }
 

@@ -504,6 +504,86 @@ fn the_change_feed_gives_every_change_once_in_order() {
 }
 
 #[test]
+fn the_change_feed_as_frames_is_the_json_feed_with_bodies_as_bytes() {
+    let id = github(json!({}));
+    // Bodies whose bytes JSON would escape or base64 would pad: multi-byte
+    // characters, quotes, backslashes and control characters; a tiny one;
+    // one past the edge's small-body path.
+    let bodies: Vec<Vec<u8>> = vec![
+        "{\"text\":\"h\u{e9}llo \u{2603}\",\"esc\":\"\\\"\\\\\\n\\t\"}"
+            .as_bytes()
+            .to_vec(),
+        b"{}".to_vec(),
+        format!("{{\"filler\":\"{}\"}}", "y".repeat(70 * 1024)).into_bytes(),
+    ];
+    for b in &bodies {
+        assert_eq!(send(&id, "push", &unique("k"), b, SECRET).status, 200);
+    }
+    let json_page = shared()
+        .admin("GET", &format!("/api/triggers/{id}/changes?limit=2"), None)
+        .json();
+    let framed = shared().admin(
+        "GET",
+        &format!("/api/triggers/{id}/changes?limit=2&format=frames"),
+        None,
+    );
+    assert_eq!(framed.status, 200);
+    assert_eq!(
+        framed.header("content-type"),
+        Some(edgehook_core::frames::CONTENT_TYPE)
+    );
+    let page = edgehook_core::frames::decode(&framed.bytes).expect("a framed page");
+    assert_eq!(
+        page.next_after,
+        json_page["next_after"].as_i64().expect("next_after")
+    );
+    assert_eq!(Some(page.has_more), json_page["has_more"].as_bool());
+    let changes = json_page["changes"].as_array().expect("changes");
+    assert_eq!(page.changes.len(), changes.len());
+    assert_eq!(page.changes.len(), 2, "limit holds");
+    for ((change, body), want) in page.changes.iter().zip(changes) {
+        assert_eq!(change.seq, want["seq"].as_i64().expect("seq"));
+        assert_eq!(change.delivery.delivery_id, want["delivery_id"]);
+        assert_eq!(change.delivery.raw_body, None);
+        let want_body =
+            edgehook_core::encoding::b64_decode(want["raw_body"].as_str().expect("raw_body"))
+                .expect("base64");
+        assert_eq!(body, &want_body, "the same bytes as the JSON feed's base64");
+        // Everything else is the JSON feed's change, field for field.
+        let mut as_json = serde_json::to_value(change).expect("to json");
+        as_json["raw_body"] = want["raw_body"].clone();
+        assert_eq!(&as_json, want);
+    }
+    // The bodies sent are all there, byte for byte.
+    let rest = shared().admin(
+        "GET",
+        &format!(
+            "/api/triggers/{id}/changes?after={}&format=frames",
+            page.next_after
+        ),
+        None,
+    );
+    let rest = edgehook_core::frames::decode(&rest.bytes).expect("a framed page");
+    assert!(!rest.has_more);
+    let mut got: Vec<Vec<u8>> = page
+        .changes
+        .into_iter()
+        .chain(rest.changes)
+        .map(|(_, b)| b)
+        .collect();
+    let mut want = bodies.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let bad = shared().admin(
+        "GET",
+        &format!("/api/triggers/{id}/changes?format=xml"),
+        None,
+    );
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
 fn change_feed_pages_are_bounded_by_bytes() {
     let id = github(json!({}));
     let filler = "x".repeat(900 * 1024);

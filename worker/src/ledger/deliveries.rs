@@ -2,6 +2,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use edgehook_core::frames::ChangeWithBody;
 
 /// A dedupe holder.
 #[derive(Debug, Clone, Deserialize)]
@@ -450,14 +451,16 @@ impl Ledger {
     }
 
     /// Changes after `after`, at most `limit` and about `max_bytes` of bodies
-    /// (always at least one change). Returns the page and whether more follow.
+    /// (always at least one change), each with its raw body beside it (its
+    /// `raw_body` is `None`: the caller encodes the body as its format
+    /// wants). Returns the page and whether more follow.
     pub fn changes(
         &self,
         trigger_id: &str,
         after: i64,
         limit: u32,
         max_bytes: u64,
-    ) -> ApiResult<(Vec<Change>, bool)> {
+    ) -> ApiResult<(Vec<ChangeWithBody>, bool)> {
         let rows = self.rows::<Row>(
             "changes",
             &format!("{ROW_SELECT} WHERE d.seq > ? ORDER BY d.seq LIMIT ?"),
@@ -485,8 +488,11 @@ impl Ledger {
             let seq = row.seq;
             let mine = runs.remove(&row.id).unwrap_or_default();
             let body = bodies.remove(&row.id).unwrap_or_default();
-            let delivery = self.to_delivery_with(trigger_id, row, true, Some(mine), Some(body))?;
-            out.push(Change { seq, delivery });
+            // An empty body stands in for the real one, which is not encoded here.
+            let mut delivery =
+                self.to_delivery_with(trigger_id, row, true, Some(mine), Some(Vec::new()))?;
+            delivery.raw_body = None;
+            out.push((Change { seq, delivery }, body));
         }
         Ok((out, more))
     }
