@@ -74,8 +74,9 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Encodes a page. Each change's `raw_body` is left out (its body is the
-/// frame after it), whatever it holds.
+/// Encodes a page. Each change's `raw_body` should be `None` (its body is
+/// the frame after it); one that is not is carried in the JSON too, and
+/// [`decode`] drops it.
 pub fn encode(changes: &[ChangeWithBody], next_after: i64, has_more: bool) -> Vec<u8> {
     let bodies: usize = changes.iter().map(|(_, b)| b.len() + 1024).sum();
     let mut out = Vec::with_capacity(64 + bodies);
@@ -86,13 +87,7 @@ pub fn encode(changes: &[ChangeWithBody], next_after: i64, has_more: bool) -> Ve
     };
     push_json(&mut out, &head);
     for (change, body) in changes {
-        if change.delivery.raw_body.is_some() {
-            let mut bare = change.clone();
-            bare.delivery.raw_body = None;
-            push_json(&mut out, &bare);
-        } else {
-            push_json(&mut out, change);
-        }
+        push_json(&mut out, change);
         push_frame(&mut out, body);
     }
     out
