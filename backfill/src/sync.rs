@@ -282,8 +282,13 @@ async fn sync_trigger(
     // The reader stops with the writer, also when this future is dropped.
     let _reader = AbortOnDrop(reader);
     let mut cursor = after;
+    // Whether the reader owes another page: a reader that ended without the
+    // edge saying the feed was done (it cannot, short of a panic) must not
+    // pass for a finished sync.
+    let mut owed = true;
     while let Some(page) = pages.recv().await {
         let page = page?;
+        owed = page.has_more && !page.is_empty();
         if page.is_empty() {
             break;
         }
@@ -296,6 +301,9 @@ async fn sync_trigger(
         let total = rows.fetch_add(page_rows, std::sync::atomic::Ordering::Relaxed) + page_rows;
         progress.rows(total);
         cursor = page.next_after;
+    }
+    if owed {
+        anyhow::bail!("reading the change feed of {id} stopped before its end");
     }
     Ok((stats, cursor))
 }
