@@ -517,7 +517,13 @@ fn the_change_feed_as_frames_is_the_json_feed_with_bodies_as_bytes() {
         format!("{{\"filler\":\"{}\"}}", "y".repeat(70 * 1024)).into_bytes(),
     ];
     for b in &bodies {
-        assert_eq!(send(&id, "push", &unique("k"), b, SECRET).status, 200);
+        let r = send(&id, "push", &unique("k"), b, SECRET);
+        assert_eq!(r.status, 200);
+        // The feed is read twice below: it must not move in between, so
+        // the runs (no target) finish first.
+        shared().wait_delivery(&id, &delivery_id(&r), Duration::from_secs(20), |v| {
+            v["status"] == "delivered"
+        });
     }
     let json_page = shared()
         .admin("GET", &format!("/api/triggers/{id}/changes?limit=2"), None)
@@ -589,10 +595,13 @@ fn change_feed_pages_are_bounded_by_bytes() {
     let filler = "x".repeat(900 * 1024);
     for _ in 0..6 {
         let body = format!(r#"{{"filler":"{filler}"}}"#);
-        assert_eq!(
-            send(&id, "push", &unique("k"), body.as_bytes(), SECRET).status,
-            200
-        );
+        let r = send(&id, "push", &unique("k"), body.as_bytes(), SECRET);
+        assert_eq!(r.status, 200);
+        // A run finishing between two pages moves its delivery past the
+        // cursor (it would be read twice): the runs finish first.
+        shared().wait_delivery(&id, &delivery_id(&r), Duration::from_secs(20), |v| {
+            v["status"] == "delivered"
+        });
     }
     let r = shared().admin(
         "GET",
