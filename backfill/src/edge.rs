@@ -137,24 +137,11 @@ impl Edge {
             routes: Vec<RouteView>,
         }
         let path = format!("/api/triggers/{trigger_id}/routes");
-        let mut delay = Duration::from_millis(250);
-        for attempt in 1..=ATTEMPTS {
-            match self.get_once::<List>(&path).await {
-                Ok(l) => return Ok(Some(l.routes)),
-                Err(Failure::Permanent(e)) if e.to_string().contains("404") => return Ok(None),
-                Err(Failure::Permanent(e)) => {
-                    return Err(e).with_context(|| format!("reading the routes of {trigger_id}"))
-                }
-                Err(Failure::Transient(e)) if attempt == ATTEMPTS => {
-                    return Err(e).with_context(|| format!("reading the routes of {trigger_id}"))
-                }
-                Err(Failure::Transient(_)) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(8));
-                }
-            }
+        match retry(ATTEMPTS, || self.get_once::<List>(&path)).await {
+            Ok(l) => Ok(Some(l.routes)),
+            Err(e) if e.to_string().contains("404") => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading the routes of {trigger_id}")),
         }
-        Ok(None)
     }
 
     /// One page of a trigger's change feed, asked for as frames (bodies as
