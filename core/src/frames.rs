@@ -199,6 +199,15 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seed_is_a_page() {
+        // The fuzzer starts from this page; it must stay a valid one.
+        let seed = include_bytes!("../../fuzz/seeds/change_frames/one_change.bin");
+        let page = decode(seed).expect("the seed decodes");
+        assert_eq!(page.changes.len(), 1);
+        assert_eq!(page.changes[0].1, b"{\"a\":1}");
+    }
+
+    #[test]
     fn an_empty_page_is_one_frame() {
         let bytes = encode(&[], 40, false);
         let back = decode(&bytes).expect("decodes");
