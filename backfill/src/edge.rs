@@ -157,30 +157,35 @@ impl Edge {
             return frames::decode(&body)
                 .with_context(|| format!("reading the change feed of {trigger_id}"));
         }
-        let page: ChangePage = serde_json::from_slice(&body)
-            .with_context(|| format!("reading the change feed of {trigger_id}"))?;
-        let changes = page
-            .changes
-            .into_iter()
-            .map(|mut c| {
-                let body = match c.delivery.raw_body.take() {
-                    Some(b) => b64_decode(&b).ok_or_else(|| {
-                        anyhow!(
-                            "delivery {} has a malformed raw_body",
-                            c.delivery.delivery_id
-                        )
-                    })?,
-                    None => Vec::new(),
-                };
-                Ok((c, body))
-            })
-            .collect::<Result<_>>()?;
-        Ok(FramedPage {
-            changes,
-            next_after: page.next_after,
-            has_more: page.has_more,
-        })
+        page_from_json(&body).with_context(|| format!("reading the change feed of {trigger_id}"))
     }
+}
+
+/// A JSON page (what an edge from before frames answers) as the framed
+/// page the sync writes: each base64 `raw_body` decoded beside its change.
+fn page_from_json(body: &[u8]) -> Result<FramedPage> {
+    let page: ChangePage = serde_json::from_slice(body)?;
+    let changes = page
+        .changes
+        .into_iter()
+        .map(|mut c| {
+            let body = match c.delivery.raw_body.take() {
+                Some(b) => b64_decode(&b).ok_or_else(|| {
+                    anyhow!(
+                        "delivery {} has a malformed raw_body",
+                        c.delivery.delivery_id
+                    )
+                })?,
+                None => Vec::new(),
+            };
+            Ok((c, body))
+        })
+        .collect::<Result<_>>()?;
+    Ok(FramedPage {
+        changes,
+        next_after: page.next_after,
+        has_more: page.has_more,
+    })
 }
 
 /// Runs `once` until it succeeds, fails for good, or has failed
@@ -212,4 +217,44 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: &str, raw_body: Option<&str>) -> serde_json::Value {
+        serde_json::json!({
+            "seq": 3, "delivery_id": id, "trigger_id": "trg_x", "status": "delivered",
+            "received_at": "2026-11-24T00:00:00.000Z", "dedupe_key": null, "attempt_count": 1,
+            "signature_status": "verified", "matched_secret": null, "event_type": null,
+            "replayed_from": null, "reason": null, "body_bytes": 2, "run": null,
+            "headers": {}, "raw_body": raw_body,
+        })
+    }
+
+    #[test]
+    fn a_json_page_decodes_into_the_framed_page() {
+        let page = serde_json::json!({
+            "changes": [change("dlv_a", Some("e30=")), change("dlv_b", None)],
+            "next_after": 3,
+            "has_more": true,
+        });
+        let framed = page_from_json(page.to_string().as_bytes()).expect("decodes");
+        assert_eq!((framed.next_after, framed.has_more), (3, true));
+        assert_eq!(framed.changes[0].1, b"{}");
+        assert_eq!(framed.changes[0].0.delivery.raw_body, None);
+        assert!(framed.changes[1].1.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_body_in_a_json_page_is_an_error() {
+        let page = serde_json::json!({
+            "changes": [change("dlv_a", Some("not base64!"))],
+            "next_after": 3,
+            "has_more": false,
+        });
+        let err = page_from_json(page.to_string().as_bytes()).expect_err("refused");
+        assert!(err.to_string().contains("dlv_a"), "{err}");
+    }
 }
