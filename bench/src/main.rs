@@ -19,7 +19,8 @@
 //!    ledger's bytes per delivery.
 //! 6. The Worker's Wasm, raw and gzipped.
 //! 7. Backfill: rows/s syncing the 100,000-delivery ledger into PostgreSQL,
-//!    against a raw binary `COPY` of the same rows.
+//!    against a raw binary `COPY` of the same rows; once the growth loads'
+//!    runs have been dispatched, medians of three runs each.
 //!
 //! The report is printed and written to `bench/results/` (`latest.md`,
 //! `latency.svg`, `growth.svg`). Sizes are overridable: `BENCH_REQUESTS`,
