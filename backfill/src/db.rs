@@ -297,6 +297,11 @@ impl PageRows {
     pub fn is_empty(&self) -> bool {
         self.deliveries.ids.is_empty()
     }
+
+    /// Whether the feed goes on after this page.
+    pub fn more_follow(&self) -> bool {
+        self.has_more && !self.is_empty()
+    }
 }
 
 /// Writes one page and the new cursor in one transaction.

@@ -268,7 +268,7 @@ async fn sync_trigger(
                     .changes(&id, after, page_size)
                     .await
                     .and_then(PageRows::new);
-                let more = page.as_ref().is_ok_and(|p| p.has_more && !p.is_empty());
+                let more = page.as_ref().is_ok_and(PageRows::more_follow);
                 if let Ok(p) = &page {
                     after = p.next_after;
                 }
@@ -288,7 +288,7 @@ async fn sync_trigger(
     let mut owed = true;
     while let Some(page) = pages.recv().await {
         let page = page?;
-        owed = page.has_more && !page.is_empty();
+        owed = page.more_follow();
         if page.is_empty() {
             break;
         }

@@ -304,18 +304,19 @@ impl Ledger {
     }
 
     fn to_delivery(&self, trigger_id: &str, row: Row, full: bool) -> ApiResult<Delivery> {
-        self.to_delivery_with(trigger_id, row, full, None, None)
+        self.to_delivery_with(trigger_id, row, full, None)
     }
 
-    /// As `to_delivery`, with the runs already read (a change-feed page
-    /// reads them for all its deliveries at once).
+    /// As `to_delivery`; with `page_runs`, the delivery is part of a
+    /// change-feed page, which reads the runs and the bodies of all its
+    /// deliveries at once: its runs are these, and its body is left to the
+    /// page (`raw_body` is `None`).
     fn to_delivery_with(
         &self,
         trigger_id: &str,
         row: Row,
         full: bool,
-        runs: Option<Vec<edgehook_core::api::RunDetail>>,
-        body: Option<Vec<u8>>,
+        page_runs: Option<Vec<edgehook_core::api::RunDetail>>,
     ) -> ApiResult<Delivery> {
         let run = match (&row.run_id, &row.r_status) {
             (Some(run_id), Some(status)) => {
@@ -342,15 +343,11 @@ impl Ledger {
         };
         let (headers, raw_body, runs) = if full {
             let headers = self.parse_headers(&row.headers)?;
-            let runs = match runs {
-                Some(r) => r,
-                None => self.run_details(&row.id)?,
+            let (runs, raw_body) = match page_runs {
+                Some(r) => (r, None),
+                None => (self.run_details(&row.id)?, Some(b64(&self.body(&row.id)?))),
             };
-            let body = match body {
-                Some(b) => b,
-                None => self.body(&row.id)?,
-            };
-            (Some(headers), Some(b64(&body)), Some(runs))
+            (Some(headers), raw_body, Some(runs))
         } else {
             (None, None, None)
         };
@@ -488,10 +485,7 @@ impl Ledger {
             let seq = row.seq;
             let mine = runs.remove(&row.id).unwrap_or_default();
             let body = bodies.remove(&row.id).unwrap_or_default();
-            // An empty body stands in for the real one, which is not encoded here.
-            let mut delivery =
-                self.to_delivery_with(trigger_id, row, true, Some(mine), Some(Vec::new()))?;
-            delivery.raw_body = None;
+            let delivery = self.to_delivery_with(trigger_id, row, true, Some(mine))?;
             out.push((Change { seq, delivery }, body));
         }
         Ok((out, more))
