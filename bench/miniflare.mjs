@@ -44,7 +44,7 @@ const workers = {
   }),
   edgehook: {
     modules: true,
-    scriptPath: path.join(root, "build/index.js"),
+    scriptPath: path.join(root, "build/entry.mjs"),
     modulesRoot: path.join(root, "build"),
     modulesRules: [
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },

@@ -18,6 +18,9 @@ cp console/index.html build/assets/console.html
 cp console/app.js console/app.css build/assets/console/
 cp console/_headers build/assets/_headers
 cp docs/openapi.json build/assets/api/openapi.json
+# The entry module (wrangler.toml's `main`): the Rust build's exports, with
+# the Trigger class RPC needs declared around the Rust object.
+cp worker/entry.mjs build/entry.mjs
 if [ -f build/worker/shim.mjs ]; then
   if [ "${EDGEHOOK_SKIP_BUILD:-}" = 1 ]; then exit 0; fi
   # Up to date: nothing the Wasm is built from is newer than the build.

@@ -236,7 +236,7 @@ impl Edge {
         let root = root();
         let wrangler = root.join("node_modules/.bin/wrangler");
         assert!(
-            root.join("build/worker/shim.mjs").exists(),
+            root.join("build/entry.mjs").exists(),
             "the Worker is not built: run `make build` (make test does)"
         );
         let log = std::fs::OpenOptions::new()
@@ -562,7 +562,7 @@ fn write_config(dir: &Path, consumer: bool) {
         if trimmed.starts_with("main =") {
             out.push_str(&format!(
                 "main = \"{}\"\n",
-                root.join("build/worker/shim.mjs").display()
+                root.join("build/entry.mjs").display()
             ));
         } else if trimmed.starts_with("directory =") {
             out.push_str(&format!(

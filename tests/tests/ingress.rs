@@ -74,6 +74,52 @@ fn new_genuine_delivery_is_stored_with_its_run_before_the_response() {
 }
 
 #[test]
+fn client_headers_posing_as_internal_ones_are_neither_trusted_nor_stored() {
+    let t = github_trigger(json!({}));
+    let id = id_of(&t);
+    // A small body reaches the trigger's object by RPC, a larger one is
+    // streamed to it in a request: both paths must drop these headers.
+    for pad in [16, 80 * 1024] {
+        let body = format!(r#"{{"ref":"refs/heads/main","pad":"{}"}}"#, "x".repeat(pad));
+        let sig = github_signature(GH_SECRET, body.as_bytes());
+        let delivery = unique("d");
+        let r = shared().hook(
+            &id,
+            &[
+                ("x-hub-signature-256", &sig),
+                ("x-github-event", "push"),
+                ("x-github-delivery", &delivery),
+                ("content-type", "application/json"),
+                ("X-Edgehook-Internal-Received-At", "1000"),
+                ("x-edgehook-internal-base-url", "https://attacker.example"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{pad}: {}", r.body);
+        let delivery_id = r.json()["delivery_id"]
+            .as_str()
+            .expect("delivery_id")
+            .to_string();
+        let d = shared().delivery(&id, &delivery_id);
+        let received = d["received_at"].as_str().expect("received_at");
+        assert!(
+            !received.starts_with("1970"),
+            "{pad}: the client set the receive time: {received}"
+        );
+        let headers = d["headers"].as_object().expect("headers");
+        assert_eq!(headers["x-github-event"], "push", "{pad}: {headers:?}");
+        assert!(
+            headers
+                .keys()
+                .all(|k| !k.starts_with("x-edgehook-internal")),
+            "{pad}: stored {headers:?}"
+        );
+        let raw = b64_decode(d["raw_body"].as_str().expect("raw_body")).expect("base64");
+        assert_eq!(raw, body.as_bytes(), "{pad}");
+    }
+}
+
+#[test]
 fn duplicate_answers_with_the_holder_and_counts_the_attempt() {
     let t = github_trigger(json!({}));
     let id = id_of(&t);

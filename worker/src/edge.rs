@@ -12,7 +12,7 @@ use edgehook_core::id::is_issued_trigger_id;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use serde_json::json;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Env, Method, Request, Response};
+use worker::{js_sys, Env, Method, Request, Response};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, forwardable_headers, SMALL_BODY_BYTES};
@@ -79,20 +79,13 @@ async fn ingress(
     let received_at = http::now();
     limit_client_ip(&req, env).await?;
     let declared = http::check_declared_length(&req, MAX_BODY_BYTES_LIMIT)?;
-    let headers = forwardable_headers(&req);
-    headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     let stub = wire::trigger_stub(env, id)?;
-    // The query string goes along: route filters may match on it.
-    let path = match query {
-        Some(q) if !q.is_empty() => format!("/ingest?{q}"),
-        _ => "/ingest".to_string(),
-    };
     // A small body with a declared length is read whole by the runtime and
-    // handed on as it is: HTTP framing bounds it by the declared length,
-    // and it never passes through Wasm (the pump below copies each chunk in
-    // and out). At most `MAX_BUFFERED_BYTES` of such bodies are held by
-    // this isolate at once, so a flood of concurrent small requests cannot
-    // exhaust its memory: past that, they are streamed like the rest.
+    // handed on by RPC as it is: HTTP framing bounds it by the declared
+    // length, and it never passes through Wasm (the pump below copies each
+    // chunk in and out). At most `MAX_BUFFERED_BYTES` of such bodies are
+    // held by this isolate at once, so a flood of concurrent small requests
+    // cannot exhaust its memory: past that, they are streamed like the rest.
     let small = declared.filter(|n| *n <= SMALL_BODY_BYTES);
     if let Some(_permit) = small.and_then(BufferPermit::take) {
         let read = req
@@ -102,8 +95,20 @@ async fn ingress(
         let body = JsFuture::from(http::handled(read))
             .await
             .map_err(|_| ApiError::bad_request("the request body ended early"))?;
-        return wire::call_with_js_body(&stub, Method::Post, &path, headers, body).await;
+        // The headers as `[name, value]` pairs, made and serialized by the
+        // runtime in two calls rather than copied one by one.
+        let pairs = js_sys::Array::from(req.headers().as_ref());
+        let headers = js_sys::JSON::stringify(&pairs)
+            .map_err(|e| ApiError::internal("headers json", format!("{e:?}")))?;
+        return wire::ingest_by_rpc(stub, &headers, &body, query, received_at).await;
     }
+    let headers = forwardable_headers(&req);
+    headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
+    // The query string goes along: route filters may match on it.
+    let path = match query {
+        Some(q) if !q.is_empty() => format!("/ingest?{q}"),
+        _ => "/ingest".to_string(),
+    };
     wire::call_with_streamed_body(
         &stub,
         Method::Post,

@@ -176,11 +176,14 @@ pub async fn json_body<T: DeserializeOwned>(req: &mut Request) -> ApiResult<T> {
 
 /// The request's headers as a [`HeaderList`], without internal ones.
 pub fn header_list(headers: &Headers) -> HeaderList {
-    HeaderList::from_pairs(
-        headers
-            .entries()
-            .filter(|(name, _)| !name.to_ascii_lowercase().starts_with(INTERNAL_PREFIX)),
-    )
+    HeaderList::from_pairs(headers.entries().filter(|(name, _)| !is_internal(name)))
+}
+
+/// Whether a header name is one of the Worker's internal ones (see
+/// [`INTERNAL_PREFIX`]), in any case.
+pub fn is_internal(name: &str) -> bool {
+    name.get(..INTERNAL_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(INTERNAL_PREFIX))
 }
 
 /// A query parameter; `None` when absent or empty.
@@ -219,7 +222,7 @@ pub fn base_url(req: &Request, env: &Env) -> String {
 pub fn forwardable_headers(req: &Request) -> Headers {
     let out = Headers::new();
     for (name, value) in req.headers().entries() {
-        if !name.to_ascii_lowercase().starts_with(INTERNAL_PREFIX) {
+        if !is_internal(&name) {
             let _ = out.append(&name, &value);
         }
     }

@@ -5,10 +5,16 @@
 //! must not come from a client travels in `x-edgehook-internal-*` headers,
 //! which the Worker strips from client requests. Binary payloads (a claimed
 //! run's body) are framed as a 4-byte big-endian length, JSON, then bytes.
+//!
+//! The one exception is the hot path: an ingest whose body the edge has read
+//! whole is a JavaScript RPC call, `ingest(headers, body, query, receivedAt)`,
+//! on the class `worker/entry.mjs` declares around the Rust object (see
+//! [`ingest_by_rpc`]).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{js_sys, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{ApiError, ApiResult};
@@ -204,21 +210,49 @@ pub async fn call(
     Ok(stub.fetch_with_request(req).await?)
 }
 
-/// Calls a Durable Object with a body the runtime already holds (an
-/// `ArrayBuffer` read by JavaScript): the bytes never pass through Wasm.
-pub async fn call_with_js_body(
-    stub: &Stub,
-    method: Method,
-    path_and_query: &str,
-    headers: Headers,
-    body: JsValue,
+#[wasm_bindgen]
+extern "C" {
+    /// A Trigger object's stub, seen through its RPC methods.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type TriggerRpc;
+
+    /// `Trigger.ingest` in `worker/entry.mjs`.
+    #[wasm_bindgen(method, catch)]
+    fn ingest(
+        this: &TriggerRpc,
+        headers: &JsValue,
+        body: &JsValue,
+        query: Option<String>,
+        received_at: f64,
+    ) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Hands an inbound request whose body the edge holds (`body`, an
+/// `ArrayBuffer`) to its trigger's object by RPC, and returns the object's
+/// answer. `headers` are the client's, as the JSON text of `[name, value]`
+/// pairs; the object drops internal ones. RPC passes these values as they
+/// are: no internal `Request` is built here and none is converted there,
+/// and `wrangler dev` does not report each call to its inspector as it does
+/// a `fetch`.
+pub async fn ingest_by_rpc(
+    stub: Stub,
+    headers: &JsValue,
+    body: &JsValue,
+    query: Option<&str>,
+    received_at: edgehook_core::Timestamp,
 ) -> ApiResult<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(method)
-        .with_headers(headers)
-        .with_body(Some(body));
-    let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
-    Ok(stub.fetch_with_request(req).await?)
+    let rpc: TriggerRpc = stub.into_rpc();
+    let call = rpc
+        .ingest(
+            headers,
+            body,
+            query.map(str::to_string),
+            received_at.millis() as f64,
+        )
+        .map_err(worker::Error::from)?;
+    let answer = JsFuture::from(call).await.map_err(worker::Error::from)?;
+    let answer: worker::web_sys::Response = answer.dyn_into().map_err(worker::Error::from)?;
+    Ok(Response::from(answer))
 }
 
 /// Calls a Durable Object with `req`'s body streamed to it, never buffered

@@ -34,6 +34,25 @@ impl Outgoing {
     }
 }
 
+/// What the edge passes on about an inbound request, besides its body.
+pub(super) struct Arrival<'a> {
+    /// The client's headers, without internal ones.
+    pub headers: edgehook_core::HeaderList,
+    /// When the edge received it.
+    pub received_at: Timestamp,
+    /// The ingress URL's query string, if any.
+    pub query: Option<&'a str>,
+}
+
+/// An inbound request's body.
+pub(super) enum IngestBody<'r> {
+    /// Streamed by the edge in this request: read here, under the limits.
+    Stream(&'r mut Request),
+    /// Read whole by the edge (a small body of declared length) and passed
+    /// by RPC.
+    Read(Vec<u8>),
+}
+
 /// A share of the object's body budget, given back when dropped.
 pub(super) struct BodyPermit<'a> {
     inflight: &'a Cell<u64>,
@@ -90,25 +109,19 @@ impl Trigger {
         ))
     }
 
-    /// Handles one inbound request. The edge streams the body here unread,
-    /// so the rate limits and this trigger's own body limit apply before
-    /// any of it is buffered.
-    /// `query` is the ingest URL's query string (the client's, passed on by
-    /// the edge).
+    /// Handles one inbound request. A streamed body is read here, after the
+    /// rate limits and under this trigger's own body limit, so none of a
+    /// refused request is buffered.
     pub(super) async fn ingest(
         &self,
-        req: &mut Request,
-        query: Option<&str>,
+        arrival: Arrival<'_>,
+        body: IngestBody<'_>,
     ) -> ApiResult<Response> {
-        let received_at = req
-            .headers()
-            .get(wire::RECEIVED_AT)
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok())
-            .map(Timestamp)
-            .unwrap_or_else(now);
-        let headers = http::header_list(req.headers());
+        let Arrival {
+            headers,
+            received_at,
+            query,
+        } = arrival;
         let cfg = self.live_config()?;
         // Every request counts against the limits, genuine or not.
         let ip = headers
@@ -125,19 +138,26 @@ impl Trigger {
                 retry_after,
             });
         }
-        // What this body may take: its declared length, or the limit.
-        let want = req
-            .headers()
-            .get("content-length")
-            .ok()
-            .flatten()
-            .and_then(|l| l.trim().parse::<u64>().ok())
-            .unwrap_or(cfg.max_body_bytes)
-            .min(cfg.max_body_bytes);
-        let permit = self.body_permit(want).await;
-        let body = http::read_body_or_drain(req, cfg.max_body_bytes).await;
-        drop(permit);
-        let body = body?;
+        let body = match body {
+            IngestBody::Stream(req) => {
+                // What this body may take: its declared length, or the limit.
+                let want = headers
+                    .get("content-length")
+                    .and_then(|l| l.trim().parse::<u64>().ok())
+                    .unwrap_or(cfg.max_body_bytes)
+                    .min(cfg.max_body_bytes);
+                let permit = self.body_permit(want).await;
+                let body = http::read_body_or_drain(req, cfg.max_body_bytes).await;
+                drop(permit);
+                body?
+            }
+            IngestBody::Read(bytes) if bytes.len() as u64 > cfg.max_body_bytes => {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: cfg.max_body_bytes,
+                })
+            }
+            IngestBody::Read(bytes) => bytes,
+        };
         let rand_delivery = random::<10>()?;
         let query = query
             .map(edgehook_core::filter::redact_query)

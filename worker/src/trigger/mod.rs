@@ -2,7 +2,8 @@
 //! delivery ledger. This file holds the object and its routing; each
 //! concern has a module of its own.
 //!
-//! It answers the Worker's internal requests (see [`crate::wire`]): ingest,
+//! It answers the Worker's internal requests (see [`crate::wire`]): ingest
+//! (by RPC too, see `rpc`),
 //! trigger configuration, delivery reads, replay, the change feed, and the
 //! queue consumer's claims and reports. Its alarm re-enqueues runs whose
 //! messages look lost, sends owed dead letters, keeps the registry in step
@@ -40,9 +41,10 @@ mod ingest;
 mod manage;
 mod replay;
 mod routes;
+mod rpc;
 mod runs;
 
-use ingest::Outgoing;
+use ingest::{Arrival, IngestBody, Outgoing};
 use routes::CachedRoute;
 
 use crate::error::{ApiError, ApiResult};
@@ -245,7 +247,20 @@ impl Trigger {
         let method = req.method();
         match (method, segs.as_slice()) {
             (Method::Post, ["ingest"]) => {
-                let answer = self.ingest(&mut req, url.query()).await;
+                let received_at = req
+                    .headers()
+                    .get(wire::RECEIVED_AT)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.parse().ok())
+                    .map(Timestamp)
+                    .unwrap_or_else(now);
+                let arrival = Arrival {
+                    headers: http::header_list(req.headers()),
+                    received_at,
+                    query: url.query(),
+                };
+                let answer = self.ingest(arrival, IngestBody::Stream(&mut req)).await;
                 if answer.is_err() {
                     // The edge streams the body here: an answer given
                     // without reading it makes the runtime fail that stream
