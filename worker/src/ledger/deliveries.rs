@@ -122,20 +122,25 @@ fn received_between(
 impl Ledger {
     /// The dedupe holder for `key` received at or after `cutoff`.
     pub fn find_holder(&self, key: &str, cutoff: Timestamp) -> ApiResult<Option<Holder>> {
-        let statuses: Vec<String> = DeliveryStatus::HOLDS_DEDUPE_KEY
-            .iter()
-            .map(|st| format!("'{}'", st.as_str()))
-            .collect();
-        let query = format!(
-            "SELECT id, run_id, status FROM deliveries
-             WHERE dedupe_key = ? AND replayed_from IS NULL AND received_at >= ? AND status IN ({})
-             ORDER BY received_at ASC, id ASC LIMIT 1",
-            statuses.join(", ")
-        );
-        Ok(self
-            .rows::<Holder>("find holder", &query, vec![s(key), i(cutoff.millis())])?
-            .into_iter()
-            .next())
+        thread_local! {
+            /// The query, made once: it names the statuses that hold a key.
+            static QUERY: String = format!(
+                "SELECT id, run_id, status FROM deliveries
+                 WHERE dedupe_key = ? AND replayed_from IS NULL AND received_at >= ? AND status IN ({})
+                 ORDER BY received_at ASC, id ASC LIMIT 1",
+                DeliveryStatus::HOLDS_DEDUPE_KEY
+                    .iter()
+                    .map(|st| format!("'{}'", st.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        QUERY.with(|query| {
+            Ok(self
+                .rows::<Holder>("find holder", query, vec![s(key), i(cutoff.millis())])?
+                .into_iter()
+                .next())
+        })
     }
 
     /// Counts one more arrival of a delivery.
@@ -160,30 +165,38 @@ impl Ledger {
         let headers =
             serde_json::to_string(d.headers).map_err(|e| ApiError::internal("headers json", e))?;
         let size = edgehook_core::ingest::stored_size(headers.len(), body.len());
-        // The budget is checked and the bytes are counted in one statement:
-        // the counter (made by the schema's third step) moves only if the
-        // write fits.
-        let counted = self.exec(
+        // The budget is checked, the bytes are counted and the change
+        // sequence moves in one statement: the bytes counter (made by the
+        // schema's third step) moves only if the write fits. A refused write
+        // still takes a sequence number, which leaves a gap the change feed
+        // does not mind.
+        #[derive(Deserialize)]
+        struct Counter {
+            name: String,
+            value: i64,
+        }
+        let counted = self.rows::<Counter>(
             "count stored bytes",
-            "UPDATE counters SET value = MAX(0, value) + ?1
-             WHERE name = 'stored_bytes' AND MAX(0, value) + ?1 <= ?2",
+            "UPDATE counters SET value = CASE name WHEN 'seq' THEN value + 1 ELSE MAX(0, value) + ?1 END
+             WHERE name = 'seq' OR (name = 'stored_bytes' AND MAX(0, value) + ?1 <= ?2)
+             RETURNING name, value",
             vec![
                 i(size.min(i64::MAX as u64) as i64),
                 i(budget.unwrap_or(u64::MAX).min(i64::MAX as u64) as i64),
             ],
         )?;
-        if counted.rows_written() == 0 {
+        let seq = counted.iter().find(|c| c.name == "seq").map(|c| c.value);
+        let Some(seq) = seq.filter(|_| counted.iter().any(|c| c.name == STORED_BYTES)) else {
             let used = self.stored_bytes()?;
             return match budget {
                 Some(budget) if !edgehook_core::ingest::within_budget(used, size, budget) => {
                     Err(ApiError::StorageBudgetExceeded { used, budget })
                 }
                 _ => Err(ApiError::Internal(
-                    "the stored_bytes counter is missing".into(),
+                    "the seq or stored_bytes counter is missing".into(),
                 )),
             };
-        }
-        let seq = self.next_seq()?;
+        };
         let received = d.received_bytes.unwrap_or(body.len() as u64);
         self.exec(
             "insert delivery",
