@@ -153,19 +153,12 @@ async fn dispatch_group(
     env: &Env,
     key: &[u8],
 ) -> ApiResult<Vec<Next>> {
-    let stub = wire::trigger_stub(env, trigger_id)?;
+    let rpc = wire::trigger_rpc(env, trigger_id)?;
     let claim = serde_json::to_vec(&wire::ClaimBatch {
         run_ids: group.iter().map(|(_, m)| m.run_id.clone()).collect(),
     })
     .map_err(|e| ApiError::internal("claim json", e))?;
-    let mut resp = wire::call(
-        &stub,
-        Method::Post,
-        "/runs/claim",
-        Headers::new(),
-        Some(&claim),
-    )
-    .await?;
+    let mut resp = wire::batch_by_rpc(&rpc, wire::Batch::Claim, &claim).await?;
     if resp.status_code() != 200 {
         return Err(ApiError::Internal(format!(
             "claim answered {}",
@@ -206,15 +199,7 @@ async fn dispatch_group(
     // leases; try a few times before leaving it to that.
     let mut last = None;
     for _ in 0..3 {
-        match wire::call(
-            &stub,
-            Method::Post,
-            "/runs/report",
-            Headers::new(),
-            Some(&report),
-        )
-        .await
-        {
+        match wire::batch_by_rpc(&rpc, wire::Batch::Report, &report).await {
             Ok(r) if r.status_code() == 200 => return Ok(nexts),
             Ok(r) => {
                 last = Some(ApiError::Internal(format!(

@@ -79,7 +79,6 @@ async fn ingress(
     let received_at = http::now();
     limit_client_ip(&req, env).await?;
     let declared = http::check_declared_length(&req, MAX_BODY_BYTES_LIMIT)?;
-    let stub = wire::trigger_stub(env, id)?;
     // A small body with a declared length is read whole by the runtime and
     // handed on by RPC as it is: HTTP framing bounds it by the declared
     // length, and it never passes through Wasm (the pump below copies each
@@ -100,8 +99,10 @@ async fn ingress(
         let pairs = js_sys::Array::from(req.headers().as_ref());
         let headers = js_sys::JSON::stringify(&pairs)
             .map_err(|e| ApiError::internal("headers json", format!("{e:?}")))?;
-        return wire::ingest_by_rpc(stub, &headers, &body, query, received_at).await;
+        let rpc = wire::trigger_rpc(env, id)?;
+        return wire::ingest_by_rpc(&rpc, &headers, &body, query, received_at).await;
     }
+    let stub = wire::trigger_stub(env, id)?;
     let headers = forwardable_headers(&req);
     headers.set(wire::RECEIVED_AT, &received_at.millis().to_string())?;
     // The query string goes along: route filters may match on it.

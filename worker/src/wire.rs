@@ -6,10 +6,11 @@
 //! which the Worker strips from client requests. Binary payloads (a claimed
 //! run's body) are framed as a 4-byte big-endian length, JSON, then bytes.
 //!
-//! The one exception is the hot path: an ingest whose body the edge has read
-//! whole is a JavaScript RPC call, `ingest(headers, body, query, receivedAt)`,
-//! on the class `worker/entry.mjs` declares around the Rust object (see
-//! [`ingest_by_rpc`]).
+//! The exceptions are the hot paths, which are JavaScript RPC calls on the
+//! class `worker/entry.mjs` declares around the Rust object: an ingest whose
+//! body the edge has read whole (`ingest(headers, body, query, receivedAt)`,
+//! [`ingest_by_rpc`]), and the queue consumer's batch claims and reports
+//! (`claimRuns`, `reportRuns`, [`batch_by_rpc`]).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -212,11 +213,12 @@ pub async fn call(
 
 #[wasm_bindgen]
 extern "C" {
-    /// A Trigger object's stub, seen through its RPC methods.
+    /// A Trigger object's stub, seen through its RPC methods (the class
+    /// `worker/entry.mjs` declares).
     #[wasm_bindgen(extends = js_sys::Object)]
-    type TriggerRpc;
+    pub type TriggerRpc;
 
-    /// `Trigger.ingest` in `worker/entry.mjs`.
+    /// `Trigger.ingest(headers, body, query, receivedAt)`.
     #[wasm_bindgen(method, catch)]
     fn ingest(
         this: &TriggerRpc,
@@ -225,6 +227,19 @@ extern "C" {
         query: Option<String>,
         received_at: f64,
     ) -> Result<js_sys::Promise, JsValue>;
+
+    /// `Trigger.claimRuns(batch)`: a [`ClaimBatch`] as JSON bytes.
+    #[wasm_bindgen(method, catch, js_name = claimRuns)]
+    fn claim_runs(this: &TriggerRpc, batch: &JsValue) -> Result<js_sys::Promise, JsValue>;
+
+    /// `Trigger.reportRuns(batch)`: a [`ReportBatch`] as JSON bytes.
+    #[wasm_bindgen(method, catch, js_name = reportRuns)]
+    fn report_runs(this: &TriggerRpc, batch: &JsValue) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// A trigger's object, to be called by RPC.
+pub fn trigger_rpc(env: &worker::Env, id: &str) -> ApiResult<TriggerRpc> {
+    Ok(trigger_stub(env, id)?.into_rpc())
 }
 
 /// Hands an inbound request whose body the edge holds (`body`, an
@@ -235,21 +250,43 @@ extern "C" {
 /// and `wrangler dev` does not report each call to its inspector as it does
 /// a `fetch`.
 pub async fn ingest_by_rpc(
-    stub: Stub,
+    rpc: &TriggerRpc,
     headers: &JsValue,
     body: &JsValue,
     query: Option<&str>,
     received_at: edgehook_core::Timestamp,
 ) -> ApiResult<Response> {
-    let rpc: TriggerRpc = stub.into_rpc();
-    let call = rpc
-        .ingest(
-            headers,
-            body,
-            query.map(str::to_string),
-            received_at.millis() as f64,
-        )
-        .map_err(worker::Error::from)?;
+    answer(rpc.ingest(
+        headers,
+        body,
+        query.map(str::to_string),
+        received_at.millis() as f64,
+    ))
+    .await
+}
+
+/// A batch call of the queue consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// `claimRuns`: a [`ClaimBatch`], answered like `POST /runs/claim`.
+    Claim,
+    /// `reportRuns`: a [`ReportBatch`], answered like `POST /runs/report`.
+    Report,
+}
+
+/// Calls a Trigger object's batch method by RPC with `batch` (its JSON).
+pub async fn batch_by_rpc(rpc: &TriggerRpc, which: Batch, batch: &[u8]) -> ApiResult<Response> {
+    let batch: JsValue = js_sys::Uint8Array::from(batch).into();
+    answer(match which {
+        Batch::Claim => rpc.claim_runs(&batch),
+        Batch::Report => rpc.report_runs(&batch),
+    })
+    .await
+}
+
+/// The `Response` an RPC call resolves to.
+async fn answer(call: Result<js_sys::Promise, JsValue>) -> ApiResult<Response> {
+    let call = call.map_err(worker::Error::from)?;
     let answer = JsFuture::from(call).await.map_err(worker::Error::from)?;
     let answer: worker::web_sys::Response = answer.dyn_into().map_err(worker::Error::from)?;
     Ok(Response::from(answer))

@@ -310,8 +310,12 @@ impl Trigger {
             (Method::Post, ["routes", id, "resume"]) => self.resume_route(id).await,
             (Method::Post, ["filters", "test"]) => self.filter_test(&mut req).await,
             (Method::Get, ["runs", id]) => self.run_view(id),
-            (Method::Post, ["runs", "claim"]) => self.claim_batch(&mut req).await,
-            (Method::Post, ["runs", "report"]) => self.report_batch(&mut req).await,
+            (Method::Post, ["runs", "claim"]) => {
+                self.claim_batch(http::json_body(&mut req).await?).await
+            }
+            (Method::Post, ["runs", "report"]) => {
+                self.report_batch(http::json_body(&mut req).await?).await
+            }
             (Method::Post, ["runs", id, "claim"]) => self.claim(id).await,
             (Method::Post, ["runs", id, "report"]) => self.report(&mut req, id).await,
             _ => Err(ApiError::NotFound("route")),

@@ -2,8 +2,9 @@
 //!
 //! RPC needs a class that extends `DurableObject`, which workers-rs cannot
 //! declare; `worker/entry.mjs` declares it around this object and forwards
-//! each method here. Only the hot path is a method: an ingest whose body the
-//! edge has read whole. Everything else is a `fetch` (see [`crate::wire`]).
+//! each method here. Only the hot paths are methods: an ingest whose body the
+//! edge has read whole, and the queue consumer's batch claims and reports.
+//! Everything else is a `fetch` (see [`crate::wire`]).
 
 use edgehook_core::HeaderList;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
@@ -11,6 +12,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, Response};
 
 use super::{Arrival, IngestBody, Trigger};
+
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 
@@ -37,6 +39,45 @@ impl Trigger {
             .unwrap_or_else(|e| e.into_response());
         Ok(worker::web_sys::Response::from(answer).into())
     }
+
+    /// `claimRuns(batch)`: a [`crate::wire::ClaimBatch`] as JSON bytes, answered
+    /// like `POST /runs/claim`.
+    #[wasm_bindgen(js_name = claimRuns)]
+    pub async fn claim_runs_rpc(&self, batch: js_sys::Uint8Array) -> Result<JsValue, JsValue> {
+        let answer = async {
+            self.ensure_ready().await?;
+            self.claim_batch(batch_json(&batch)?).await
+        }
+        .await
+        .unwrap_or_else(|e| e.into_response());
+        Ok(worker::web_sys::Response::from(answer).into())
+    }
+
+    /// `reportRuns(batch)`: a [`crate::wire::ReportBatch`] as JSON bytes, answered
+    /// like `POST /runs/report`.
+    #[wasm_bindgen(js_name = reportRuns)]
+    pub async fn report_runs_rpc(&self, batch: js_sys::Uint8Array) -> Result<JsValue, JsValue> {
+        let answer = async {
+            self.ensure_ready().await?;
+            self.report_batch(batch_json(&batch)?).await
+        }
+        .await
+        .unwrap_or_else(|e| e.into_response());
+        Ok(worker::web_sys::Response::from(answer).into())
+    }
+}
+
+/// Most bytes of a batch's JSON, as for its `fetch` form.
+const MAX_BATCH_BYTES: u32 = 64 * 1024;
+
+/// A batch call's JSON.
+fn batch_json<T: serde::de::DeserializeOwned>(batch: &js_sys::Uint8Array) -> ApiResult<T> {
+    if batch.length() > MAX_BATCH_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: u64::from(MAX_BATCH_BYTES),
+        });
+    }
+    http::parse_json(&batch.to_vec())
 }
 
 impl Trigger {

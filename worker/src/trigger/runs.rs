@@ -28,8 +28,7 @@ impl Trigger {
 
     /// Claims for several runs, in one call from the consumer: the answers
     /// in order, each dispatch's body after the previous ones'.
-    pub(super) async fn claim_batch(&self, req: &mut Request) -> ApiResult<Response> {
-        let batch: wire::ClaimBatch = http::json_body(req).await?;
+    pub(super) async fn claim_batch(&self, batch: wire::ClaimBatch) -> ApiResult<Response> {
         if batch.run_ids.len() > wire::MAX_BATCH_RUNS {
             return Err(ApiError::bad_request("too many runs in one claim"));
         }
@@ -47,8 +46,7 @@ impl Trigger {
     }
 
     /// Reports of several attempts, in one call from the consumer.
-    pub(super) async fn report_batch(&self, req: &mut Request) -> ApiResult<Response> {
-        let batch: wire::ReportBatch = http::json_body(req).await?;
+    pub(super) async fn report_batch(&self, batch: wire::ReportBatch) -> ApiResult<Response> {
         if batch.reports.len() > wire::MAX_BATCH_RUNS {
             return Err(ApiError::bad_request("too many reports in one call"));
         }
