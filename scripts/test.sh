@@ -25,7 +25,10 @@ printf 'wasm: %s bytes raw, %s bytes gzipped\n' "$(wc -c < "$wasm")" "$(gzip -9 
 step "wrangler deploy --dry-run (offline)"
 out=$(mktemp -d)
 EDGEHOOK_SKIP_BUILD=1 "$WRANGLER" deploy --dry-run --outdir "$out" 2>&1 | tail -n 20
-test -s "$out/shim.js" && ls "$out"/*.wasm > /dev/null || { echo "dry run produced no bundle"; exit 1; }
+# The bundle is named after wrangler.toml's `main` (build/entry.mjs), and
+# must carry the RPC class worker/entry.mjs declares.
+test -s "$out/entry.js" && ls "$out"/*.wasm > /dev/null || { echo "dry run produced no bundle"; exit 1; }
+grep -q "extends DurableObject" "$out/entry.js" || { echo "the bundle lacks the Trigger RPC class"; exit 1; }
 rm -rf "$out"
 
 step "a browser for the console's tests (Debian's chromium and chromium-driver)"
