@@ -12,16 +12,25 @@ use crate::load::{load, Load, Provider};
 /// Section 1: `wrangler dev`.
 pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: &Capture) {
     let mut refs = Vec::new();
+    let mut floor_rpc = None;
     for worker in ["noop", "floor-fetch", "floor-rpc"] {
         let edge = Edge::start_reference(worker, SECRET, false);
         refs.push((
             worker,
             github_load(&edge.base, "/hooks/t", requests, c, SMALL),
         ));
+        if worker == "floor-rpc" {
+            floor_rpc = Some(edge);
+        }
     }
     let edge = Edge::start();
     let id = bench_trigger(&edge, Provider::GitHub);
     let fresh = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+    let turns = floor_rpc.map(|floor| {
+        let turns = take_turns(&floor, &edge, &[(c, requests)]);
+        drop(floor);
+        turns
+    });
     let s = signer(&id, Provider::GitHub, SMALL);
     let dups = load(&edge.base, requests, c, move |i| s.request(i, false));
 
@@ -117,6 +126,9 @@ pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: 
         ));
     }
     report.table(&LOAD_HEADER, rows);
+    if let Some(turns) = &turns {
+        turns_table(report, turns);
+    }
     report.table(
         &[
             "routes",
@@ -150,6 +162,7 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         }
     };
     let mut refs: Vec<(&str, Vec<Load>)> = Vec::new();
+    let mut floor_rpc = None;
     for worker in ["noop", "floor-rpc", "floor-fetch"] {
         let edge = Edge::start_reference(worker, SECRET, true);
         let loads = levels
@@ -157,6 +170,9 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
             .map(|&c| github_load(&edge.base, "/hooks/t", size_n(c, SMALL), c, SMALL))
             .collect();
         refs.push((worker, loads));
+        if worker == "floor-rpc" {
+            floor_rpc = Some(edge);
+        }
     }
     let edge = Edge::start_miniflare("edgehook");
     let mut cells = Vec::new();
@@ -222,6 +238,10 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         }
     }
     report.table(&LOAD_HEADER, rows);
+    if let Some(floor) = floor_rpc {
+        let plan: Vec<(usize, usize)> = levels.iter().map(|&c| (c, size_n(c, SMALL))).collect();
+        turns_table(report, &take_turns(&floor, &edge, &plan));
+    }
     // The chart: concurrency 16, GitHub 2 KB.
     let k = 1;
     let mut chart = vec![
@@ -244,6 +264,83 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
             )
         })
         .collect()
+}
+
+/// What [`take_turns`] measured at one concurrency.
+pub struct Turns {
+    /// Concurrency.
+    pub c: usize,
+    /// Requests per load.
+    pub n: usize,
+    /// Each round's floor and edgehook loads.
+    pub rounds: Vec<(Load, Load)>,
+}
+
+impl Turns {
+    /// The median over rounds of `f(floor, edgehook)`.
+    fn median(&self, f: impl Fn(&Load, &Load) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.rounds.iter().map(|(fl, e)| f(fl, e)).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// The RPC floor and edgehook take turns: `BENCH_ROUNDS` rounds (3 by
+/// default) at each `(concurrency, requests)` of `plan`, each round a load
+/// of new GitHub 2 KB deliveries on the floor, then the same on edgehook.
+/// Both run side by side, so every round compares the two on the machine
+/// as it is at that moment: the single loads of the main table are minutes
+/// apart, and this machine drifts by a third over minutes.
+fn take_turns(floor: &Edge, edge: &Edge, plan: &[(usize, usize)]) -> Vec<Turns> {
+    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
+    let id = bench_trigger(edge, Provider::GitHub);
+    plan.iter()
+        .map(|&(c, n)| Turns {
+            c,
+            n,
+            rounds: (0..rounds)
+                .map(|_| {
+                    let f = github_load(&floor.base, "/hooks/t", n, c, SMALL);
+                    let e = github_load(&edge.base, &format!("/hooks/{id}"), n, c, SMALL);
+                    (f, e)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The table of [`take_turns`]: the medians over rounds.
+fn turns_table(report: &mut Report, turns: &[Turns]) {
+    let rounds = turns.first().map_or(0, |t| t.rounds.len());
+    report.line(format!(
+        "The RPC floor and edgehook's new GitHub 2 KB deliveries taking turns, {rounds} rounds each (medians over rounds):\n"
+    ));
+    report.table(
+        &[
+            "concurrency",
+            "requests a turn",
+            "floor requests/s",
+            "edgehook requests/s",
+            "edgehook / floor",
+            "p99 edgehook / floor",
+        ],
+        turns
+            .iter()
+            .map(|t| {
+                vec![
+                    t.c.to_string(),
+                    t.n.to_string(),
+                    format!("{:.0}", t.median(|f, _| f.rps)),
+                    format!("{:.0}", t.median(|_, e| e.rps)),
+                    format!("{:.2}", t.median(|f, e| e.rps / f.rps)),
+                    format!(
+                        "{:.2}",
+                        t.median(|f, e| e.p99.as_secs_f64() / f.p99.as_secs_f64())
+                    ),
+                ]
+            })
+            .collect(),
+    );
 }
 
 /// `BENCH_ONLY=probe`: the quick A/B used while tuning the ingest path.

@@ -10,6 +10,11 @@
 //!    to production): the same references at concurrency 1, 16 and 64, and
 //!    edgehook over GitHub and Stripe signatures, 2 KB and 256 KB bodies,
 //!    new and duplicate deliveries.
+//!
+//! Both ingest sections end with the RPC floor and edgehook taking turns,
+//! `BENCH_ROUNDS` rounds (3) of new GitHub 2 KB deliveries, side by side:
+//! the medians of those rounds are the ratios least moved by the machine's
+//! drift.
 //! 3. Dispatch, sustained: runs delivered per second against deliveries
 //!    acknowledged per second, and the lag from one to the other.
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
