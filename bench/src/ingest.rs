@@ -126,9 +126,6 @@ pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: 
         ));
     }
     report.table(&LOAD_HEADER, rows);
-    if let Some(turns) = &turns {
-        turns_table(report, turns);
-    }
     report.table(
         &[
             "routes",
@@ -148,6 +145,9 @@ pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: 
             })
             .collect(),
     );
+    if let Some(turns) = &turns {
+        turns_table(report, turns);
+    }
 }
 
 /// Section 2: Miniflare. Returns the c=16 rows for the latency chart.
