@@ -12,7 +12,6 @@ use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, Response};
 
 use super::{Arrival, IngestBody, Trigger};
-
 use crate::error::{ApiError, ApiResult};
 use crate::http;
 
@@ -33,38 +32,44 @@ impl Trigger {
         query: Option<String>,
         received_at: f64,
     ) -> Result<JsValue, JsValue> {
-        let answer = self
-            .ingest_read(&headers, &body, query.as_deref(), received_at)
-            .await
-            .unwrap_or_else(|e| e.into_response());
-        Ok(worker::web_sys::Response::from(answer).into())
+        reply(
+            self.ingest_read(&headers, &body, query.as_deref(), received_at)
+                .await,
+        )
     }
 
     /// `claimRuns(batch)`: a [`crate::wire::ClaimBatch`] as JSON bytes, answered
     /// like `POST /runs/claim`.
     #[wasm_bindgen(js_name = claimRuns)]
     pub async fn claim_runs_rpc(&self, batch: js_sys::Uint8Array) -> Result<JsValue, JsValue> {
-        let answer = async {
-            self.ensure_ready().await?;
-            self.claim_batch(batch_json(&batch)?).await
-        }
-        .await
-        .unwrap_or_else(|e| e.into_response());
-        Ok(worker::web_sys::Response::from(answer).into())
+        reply(
+            async {
+                self.ensure_ready().await?;
+                self.claim_batch(batch_json(&batch)?).await
+            }
+            .await,
+        )
     }
 
     /// `reportRuns(batch)`: a [`crate::wire::ReportBatch`] as JSON bytes, answered
     /// like `POST /runs/report`.
     #[wasm_bindgen(js_name = reportRuns)]
     pub async fn report_runs_rpc(&self, batch: js_sys::Uint8Array) -> Result<JsValue, JsValue> {
-        let answer = async {
-            self.ensure_ready().await?;
-            self.report_batch(batch_json(&batch)?).await
-        }
-        .await
-        .unwrap_or_else(|e| e.into_response());
-        Ok(worker::web_sys::Response::from(answer).into())
+        reply(
+            async {
+                self.ensure_ready().await?;
+                self.report_batch(batch_json(&batch)?).await
+            }
+            .await,
+        )
     }
+}
+
+/// What an RPC method resolves to: the `Response` its `fetch` form would
+/// answer, errors mapped the one way `ApiError` maps them.
+fn reply(answer: ApiResult<Response>) -> Result<JsValue, JsValue> {
+    let answer = answer.unwrap_or_else(ApiError::into_response);
+    Ok(worker::web_sys::Response::from(answer).into())
 }
 
 /// Most bytes of a batch's JSON, as for its `fetch` form.
