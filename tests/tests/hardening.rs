@@ -4,11 +4,31 @@
 //! signatures cannot be replayed, concurrent huge bodies leave the isolate
 //! up, and a storm of copies makes one run per delivery.
 
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use edgehook_e2e::*;
 use serde_json::{json, Value};
+
+/// The two tests that push the most through `wrangler dev` at once (120 MiB
+/// of concurrent bodies, a storm of copies) each run alone. With other
+/// tests' requests in flight beside them, `wrangler dev`'s own proxy has
+/// dropped every in-flight request at once, answering 503 "Your worker
+/// restarted mid-request", while the Worker's runtime kept running (same
+/// `workerd` processes throughout; the proxy's debug log shows its
+/// connections cut). That is the local tool, not the Worker; what these
+/// tests check holds either way.
+static ALONE: RwLock<()> = RwLock::new(());
+
+/// Taken by the two heaviest tests: nothing else runs meanwhile.
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    ALONE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Taken by every other test of this file.
+fn beside_others() -> RwLockReadGuard<'static, ()> {
+    ALONE.read().unwrap_or_else(PoisonError::into_inner)
+}
 
 const SECRET: &str = "hardening-test-github-secret";
 
@@ -42,6 +62,7 @@ fn view(id: &str) -> Value {
 
 #[test]
 fn a_rejected_delivery_keeps_only_an_excerpt_of_its_body() {
+    let _turn = beside_others();
     let id = github(json!({}));
     let body: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let r = shared().hook(
@@ -70,6 +91,7 @@ fn a_rejected_delivery_keeps_only_an_excerpt_of_its_body() {
 
 #[test]
 fn a_trigger_at_its_storage_budget_answers_507_and_shows_its_use() {
+    let _turn = beside_others();
     let budget = 1024 * 1024;
     let id = github(json!({"storage_budget_bytes": budget}));
     let v = view(&id);
@@ -139,6 +161,7 @@ fn a_trigger_at_its_storage_budget_answers_507_and_shows_its_use() {
 
 #[test]
 fn bulk_replay_with_a_key_answers_the_first_result_and_never_replays_replays() {
+    let _turn = beside_others();
     let id = github(json!({}));
     for n in 0..3 {
         assert_eq!(
@@ -199,6 +222,7 @@ fn bulk_replay_with_a_key_answers_the_first_result_and_never_replays_replays() {
 
 #[test]
 fn the_operators_dedupe_key_wins_over_the_clients_idempotency_key() {
+    let _turn = beside_others();
     let secret = "generic-hardening-secret-0123";
     let t = shared().create_trigger(json!({
         "name": unique("generic"), "provider": "generic", "signing_secret": secret,
@@ -239,6 +263,7 @@ fn the_operators_dedupe_key_wins_over_the_clients_idempotency_key() {
 
 #[test]
 fn stored_signatures_are_redacted_everywhere_and_never_forwarded() {
+    let _turn = beside_others();
     let capture = Capture::start();
     let path = format!("/ok/{}", unique("redact"));
     let id = github(json!({"target_url": capture.url(&path)}));
@@ -284,6 +309,7 @@ fn stored_signatures_are_redacted_everywhere_and_never_forwarded() {
 
 #[test]
 fn short_secrets_are_refused() {
+    let _turn = beside_others();
     for (provider, secret) in [
         ("github", "short"),
         ("gitlab", "0123456789abcde"),
@@ -301,6 +327,7 @@ fn short_secrets_are_refused() {
 
 #[test]
 fn a_claim_moves_the_change_sequence() {
+    let _turn = beside_others();
     let capture = Capture::start();
     let path = format!("/slow/4000/{}", unique("claim"));
     let id = github(json!({"target_url": capture.url(&path), "target_timeout_seconds": 20}));
@@ -321,6 +348,7 @@ fn a_claim_moves_the_change_sequence() {
 
 #[test]
 fn concurrent_ten_mib_bodies_leave_the_isolate_up() {
+    let _turn = alone();
     let capture = Capture::start();
     let path = format!("/ok/{}", unique("big"));
     let big_id =
@@ -389,6 +417,7 @@ fn concurrent_ten_mib_bodies_leave_the_isolate_up() {
 /// One delivery of each of three providers, `copies` times at once.
 #[test]
 fn a_storm_of_copies_makes_one_delivery_one_run_one_call_per_provider() {
+    let _turn = alone();
     let copies = scaled(300, 1000);
     let capture = Capture::start();
     let std_key = format!("whsec_{}", b64(b"storm-standard-key-0123456789"));
