@@ -168,9 +168,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
-/// Reads and parses a JSON request body of at most 64 KiB.
+/// Most bytes of an internal JSON body ([`json_body`], and the same calls
+/// made by RPC).
+pub const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
+
+/// Reads and parses a JSON request body of at most `MAX_JSON_BODY_BYTES`.
 pub async fn json_body<T: DeserializeOwned>(req: &mut Request) -> ApiResult<T> {
-    let body = read_body_limited(req, 64 * 1024).await?;
+    let body = read_body_limited(req, MAX_JSON_BODY_BYTES).await?;
     parse_json(&body)
 }
 

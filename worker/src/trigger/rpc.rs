@@ -72,14 +72,11 @@ fn reply(answer: ApiResult<Response>) -> Result<JsValue, JsValue> {
     Ok(worker::web_sys::Response::from(answer).into())
 }
 
-/// Most bytes of a batch's JSON, as for its `fetch` form.
-const MAX_BATCH_BYTES: u32 = 64 * 1024;
-
-/// A batch call's JSON.
+/// A batch call's JSON, bounded as its `fetch` form's body is.
 fn batch_json<T: serde::de::DeserializeOwned>(batch: &js_sys::Uint8Array) -> ApiResult<T> {
-    if batch.length() > MAX_BATCH_BYTES {
+    if u64::from(batch.length()) > http::MAX_JSON_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
-            limit: u64::from(MAX_BATCH_BYTES),
+            limit: http::MAX_JSON_BODY_BYTES,
         });
     }
     http::parse_json(&batch.to_vec())
