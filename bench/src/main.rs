@@ -16,7 +16,9 @@
 //! the medians of those rounds are the ratios least moved by the machine's
 //! drift.
 //! 3. Dispatch, sustained: runs delivered per second against deliveries
-//!    acknowledged per second, and the lag from one to the other.
+//!    acknowledged per second over the load's steady window (its last five
+//!    sixths), the runs not yet delivered when it ended, and the lag from
+//!    acknowledgement to the target's receipt.
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
 //!    never ran, then delivered after a restart.
 //! 5. Growth: ingest into ledgers of about 200, 100,000 and 1,000,000

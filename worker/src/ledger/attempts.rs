@@ -27,6 +27,17 @@ pub struct AttemptResult<'a> {
     pub response_excerpt: Option<&'a str>,
 }
 
+/// An attempt as its claim starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAttempt {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// When it may start: its rate-limit slot.
+    pub started_at: Timestamp,
+    /// How long the run waited for the route's rate limit (ms).
+    pub rate_limited_ms: i64,
+}
+
 #[derive(Debug, Deserialize)]
 struct AttemptRow {
     run_id: String,
@@ -93,42 +104,36 @@ const DETAIL_COLUMNS: &str = "id, delivery_id, route_id, status, attempts, next_
     last_error, last_status_code, dead_lettered_at, created_at, updated_at";
 
 impl Ledger {
-    /// Appends attempt `attempt` of `run`, starting at `started_at` after
-    /// `rate_limited_ms` of waiting for the route's rate limit. Attempts
-    /// before it that never reported are marked lost.
-    pub fn start_attempt(
-        &self,
-        run: &RunRow,
-        attempt: u32,
-        started_at: Timestamp,
-        rate_limited_ms: i64,
-    ) -> ApiResult<()> {
-        self.exec(
-            "lost attempts",
-            "UPDATE attempts SET error = 'lost',
-                error_message = 'no report came back before the lease ended'
-             WHERE run_id = ? AND attempt < ? AND duration_ms IS NULL AND error IS NULL",
-            vec![s(&run.id), i(i64::from(attempt))],
-        )?;
+    /// Appends `attempt` of `run` (part of [`Ledger::claim_run`]); attempts
+    /// before it that never reported are marked lost. Counts the row in the
+    /// ledger's total and returns its bytes, for the caller to add to the
+    /// delivery's own count.
+    pub(super) fn start_attempt(&self, run: &RunRow, attempt: &NewAttempt) -> ApiResult<i64> {
+        // The first attempt has no earlier one to close.
+        if attempt.attempt > 1 {
+            self.exec(
+                "lost attempts",
+                "UPDATE attempts SET error = 'lost',
+                    error_message = 'no report came back before the lease ended'
+                 WHERE run_id = ? AND attempt < ? AND duration_ms IS NULL AND error IS NULL",
+                vec![s(&run.id), i(i64::from(attempt.attempt))],
+            )?;
+        }
         self.exec(
             "start attempt",
             "INSERT OR IGNORE INTO attempts (run_id, attempt, delivery_id, route_id, started_at, rate_limited_ms)
              VALUES (?, ?, ?, ?, ?, ?)",
             vec![
                 s(&run.id),
-                i(i64::from(attempt)),
+                i(i64::from(attempt.attempt)),
                 s(&run.delivery_id),
                 opt(run.route_id.as_deref()),
-                i(started_at.millis()),
-                i(rate_limited_ms.max(0)),
+                i(attempt.started_at.millis()),
+                i(attempt.rate_limited_ms.max(0)),
             ],
         )?;
-        self.exec(
-            "attempt bytes",
-            "UPDATE deliveries SET stored_bytes = stored_bytes + ? WHERE id = ?",
-            vec![i(ATTEMPT_STORED_BYTES), s(&run.delivery_id)],
-        )?;
-        self.add_to_counter(STORED_BYTES, ATTEMPT_STORED_BYTES)
+        self.add_to_counter(STORED_BYTES, ATTEMPT_STORED_BYTES)?;
+        Ok(ATTEMPT_STORED_BYTES)
     }
 
     /// Completes an attempt with its report, once: a second report of the

@@ -29,7 +29,7 @@ mod retention;
 mod routes;
 mod runs;
 
-pub use attempts::AttemptResult;
+pub use attempts::{AttemptResult, NewAttempt};
 pub use deliveries::{ListFilter, NewDelivery};
 pub use runs::{NewRun, RunRow};
 

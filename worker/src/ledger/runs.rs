@@ -80,12 +80,21 @@ impl Ledger {
             .next())
     }
 
-    /// Records a claim (`state` is the run after `run::apply_claim`). The
-    /// attempt count changes, so the delivery's change sequence moves.
-    pub fn claim_run(&self, run: &RunRow, state: &RunState, now: Timestamp) -> ApiResult<()> {
+    /// Records a claim (`state` is the run after `run::apply_claim`) and
+    /// appends its attempt (`attempts::start_attempt`). The attempt count
+    /// changes, so the delivery's change sequence moves; the delivery row is
+    /// written once, with the attempt's share of the storage budget.
+    pub fn claim_run(
+        &self,
+        run: &RunRow,
+        state: &RunState,
+        attempt: &super::NewAttempt,
+        now: Timestamp,
+    ) -> ApiResult<()> {
         self.exec(
             "claim run",
-            "UPDATE runs SET attempts = ?, lease_until = ?, resends = ?, resend_after = ?, updated_at = ?
+            "UPDATE runs SET attempts = ?, lease_until = ?, resends = ?, resend_after = ?, updated_at = ?,
+                rate_limited_since = NULL
              WHERE id = ?",
             vec![
                 i(i64::from(state.attempts)),
@@ -96,12 +105,8 @@ impl Ledger {
                 s(&run.id),
             ],
         )?;
-        self.exec(
-            "claim run",
-            "UPDATE runs SET rate_limited_since = NULL WHERE id = ?",
-            vec![s(&run.id)],
-        )?;
-        self.touch_delivery(&run.delivery_id)
+        let bytes = self.start_attempt(run, attempt)?;
+        self.touch_delivery_adding(&run.delivery_id, bytes)
     }
 
     /// Records that the alarm re-sent a run's message (`state` is the run
@@ -202,10 +207,16 @@ impl Ledger {
     /// runs: `queued` while any is open (queued or held), else `failed` if
     /// any failed, else `delivered`. A delivery without runs keeps its own.
     pub(super) fn touch_delivery(&self, delivery_id: &str) -> ApiResult<()> {
+        self.touch_delivery_adding(delivery_id, 0)
+    }
+
+    /// [`Ledger::touch_delivery`], also adding `stored_bytes` to the bytes
+    /// the delivery accounts for (the caller counts them in the total).
+    fn touch_delivery_adding(&self, delivery_id: &str, stored_bytes: i64) -> ApiResult<()> {
         let seq = self.next_seq()?;
         self.exec(
             "touch delivery",
-            "UPDATE deliveries SET seq = ?1, status = CASE
+            "UPDATE deliveries SET seq = ?1, stored_bytes = stored_bytes + ?3, status = CASE
                 WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2 AND status IN ('queued', 'held'))
                     THEN 'queued'
                 WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2 AND status = 'failed')
@@ -213,7 +224,7 @@ impl Ledger {
                 WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2) THEN 'delivered'
                 ELSE status END
              WHERE id = ?2",
-            vec![i(seq), s(delivery_id)],
+            vec![i(seq), s(delivery_id), i(stored_bytes)],
         )?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
-use crate::ledger::{AttemptResult, RunRow};
+use crate::ledger::{AttemptResult, NewAttempt, RunRow};
 use edgehook_core::route::{self as core_route, RouteConfig};
 
 /// A claim whose rate-limit slot is further away than this is answered
@@ -159,9 +159,13 @@ impl Trigger {
         ledger.claim_run(
             run,
             &run::apply_claim(&run.state(), attempt, lease_until),
+            &NewAttempt {
+                attempt,
+                started_at: slot,
+                rate_limited_ms: waited,
+            },
             now,
         )?;
-        ledger.start_attempt(run, attempt, slot, waited)?;
         let alarm = self.schedule_alarm(lease_until.millis() + 500)?;
         let headers = ledger.headers(&run.delivery_id)?;
         let body = ledger.body(&run.delivery_id)?;
@@ -254,7 +258,13 @@ impl Trigger {
                 report.outcome.is_success(),
                 route.pause_after_failures,
             );
-            ledger.set_route_failures(&route.id, failures)?;
+            // An unchanged count (a success after successes, with no trips
+            // to forget) is not written again.
+            let unchanged = i64::from(failures) == row.consecutive_failures
+                && (failures > 0 || row.breaker_trips == 0);
+            if !unchanged {
+                ledger.set_route_failures(&route.id, failures)?;
+            }
             if trip && !paused {
                 let reason = core_route::auto_pause_reason(failures);
                 if let Some(at) = ledger.trip_route(route, &reason, now)? {
