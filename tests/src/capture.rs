@@ -35,8 +35,10 @@ impl Captured {
 /// for the first `n` requests to that path, then 200; `/slow/{ms}/…` 200
 /// after `ms` milliseconds; `/chaos/{ms}/…` after a delay of up to `ms`
 /// that depends on the body, and 500 to the first attempt of every third
-/// body (so runs finish out of order and retry). [`Capture::set_status`]
-/// overrides any path's answer.
+/// body (so runs finish out of order and retry); `/big/{n}/…` and
+/// `/chunked/{n}/…` 200 with [`pattern`]`(n)` as the body, with a
+/// `Content-Length` or in chunks. [`Capture::set_status`] overrides the
+/// status of any other path's answer.
 pub struct Capture {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -239,6 +241,32 @@ fn serve(
         "ok"
     };
     let mut out = stream;
+    // `/big/{n}/…` and `/chunked/{n}/…`: 200 with `n` bytes of
+    // `0123456789…`, declared by `Content-Length` or sent in chunks.
+    if let ["big" | "chunked", n, ..] = segs.as_slice() {
+        let body = pattern(n.parse().unwrap_or(0));
+        if segs[0] == "big" {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )?;
+            out.write_all(&body)?;
+        } else {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            )?;
+            for chunk in body.chunks(700) {
+                write!(out, "{:x}\r\n", chunk.len())?;
+                out.write_all(chunk)?;
+                out.write_all(b"\r\n")?;
+            }
+            out.write_all(b"0\r\n\r\n")?;
+        }
+        out.flush()?;
+        return out.shutdown(std::net::Shutdown::Both);
+    }
     write!(
         out,
         "HTTP/1.1 {status} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
@@ -247,4 +275,9 @@ fn serve(
     )?;
     out.flush()?;
     out.shutdown(std::net::Shutdown::Both)
+}
+
+/// `n` bytes of `0123456789` repeated: a body whose every prefix is known.
+pub fn pattern(n: usize) -> Vec<u8> {
+    b"0123456789".iter().copied().cycle().take(n).collect()
 }

@@ -24,7 +24,7 @@ mod edge;
 pub mod openapi;
 pub mod pg;
 
-pub use capture::{Capture, Captured};
+pub use capture::{pattern, Capture, Captured};
 pub use client::{raw_http, raw_http_cut, try_post};
 pub use edge::{shared, Edge, Resp, Runtime};
 

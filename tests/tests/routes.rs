@@ -305,6 +305,60 @@ fn a_failing_route_does_not_hold_back_a_healthy_one_and_its_timeline_shows_why()
 }
 
 #[test]
+fn a_targets_answer_is_kept_as_its_first_kibibyte_however_it_is_sent() {
+    // Read whole when declared short, streamed and cut when declared long
+    // or sent in chunks: the timeline shows the same excerpt either way.
+    let capture = Capture::start();
+    let tag = unique("excerpt");
+    let id = trigger(json!({}));
+    let cases = [
+        (format!("/big/0/{tag}"), 0),
+        (format!("/big/5000/{tag}"), 5000),
+        (format!("/big/300000/{tag}"), 300_000),
+        (format!("/chunked/5000/{tag}"), 5000),
+        (format!("/big/10/{tag}"), 10),
+    ];
+    for (path, _) in &cases {
+        route(&id, json!({"target_url": capture.url(path)}));
+    }
+    let r = send_event(&id, "push", &unique("k"), &json!({"n": 1}));
+    let d = shared().wait_delivery(
+        &id,
+        r["delivery_id"].as_str().expect("id"),
+        Duration::from_secs(60),
+        |d| d["status"] == "delivered",
+    );
+    let runs = d["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), cases.len(), "{d}");
+    for (path, len) in &cases {
+        assert_eq!(capture.received(path).len(), 1, "{path}");
+        let url = capture.url(path);
+        let run = runs
+            .iter()
+            .find(|run| {
+                let rid = run["route_id"].as_str().expect("route id");
+                route_view(&id, rid)["target_url"] == url.as_str()
+            })
+            .expect("a run of the route");
+        let attempt = &run["attempts"][0];
+        assert_eq!(attempt["status_code"], 200, "{path}: {run}");
+        let want = pattern((*len).min(1024));
+        if want.is_empty() {
+            assert!(attempt["response_excerpt"].is_null(), "{path}: {run}");
+        } else {
+            assert_eq!(
+                attempt["response_excerpt"]
+                    .as_str()
+                    .expect("excerpt")
+                    .as_bytes(),
+                want.as_slice(),
+                "{path}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_breaker_pauses_a_failing_route_holds_its_runs_and_resume_releases_them_in_order() {
     let capture = Capture::start();
     let path = format!("/ok/{}", unique("breaker"));

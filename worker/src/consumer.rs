@@ -16,8 +16,10 @@ use edgehook_core::dispatch::{outbound_headers, AttemptId};
 use edgehook_core::run::AttemptOutcome;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use futures_util::future::{join_all, select, Either};
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
-    console_error, js_sys, AbortController, Delay, Env, Fetch, Headers, Message, MessageBatch,
+    console_error, js_sys, web_sys, AbortController, Delay, Env, Headers, Message, MessageBatch,
     MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, RequestRedirect,
 };
 
@@ -158,14 +160,10 @@ async fn dispatch_group(
         run_ids: group.iter().map(|(_, m)| m.run_id.clone()).collect(),
     })
     .map_err(|e| ApiError::internal("claim json", e))?;
-    let mut resp = wire::batch_by_rpc(&rpc, wire::Batch::Claim, &claim).await?;
-    if resp.status_code() != 200 {
-        return Err(ApiError::Internal(format!(
-            "claim answered {}",
-            resp.status_code()
-        )));
+    let (status, bytes) = wire::batch_by_rpc(&rpc, wire::Batch::Claim, &claim).await?;
+    if status != 200 {
+        return Err(ApiError::Internal(format!("claim answered {status}")));
     }
-    let bytes = resp.bytes().await?;
     let (answers, mut bodies) = wire::unframe::<Vec<wire::Claimed>>(&bytes)?;
     if answers.len() != group.len() {
         return Err(ApiError::Internal(
@@ -200,13 +198,8 @@ async fn dispatch_group(
     let mut last = None;
     for _ in 0..3 {
         match wire::batch_by_rpc(&rpc, wire::Batch::Report, &report).await {
-            Ok(r) if r.status_code() == 200 => return Ok(nexts),
-            Ok(r) => {
-                last = Some(ApiError::Internal(format!(
-                    "report answered {}",
-                    r.status_code()
-                )))
-            }
+            Ok((200, _)) => return Ok(nexts),
+            Ok((status, _)) => last = Some(ApiError::Internal(format!("report answered {status}"))),
             Err(e) => last = Some(e),
         }
     }
@@ -282,20 +275,47 @@ struct Sent {
     excerpt: Option<String>,
 }
 
+/// Responses at most this long (by their `Content-Length`) are read whole
+/// for their excerpt, in one `arrayBuffer()`; longer or undeclared ones are
+/// streamed until the excerpt is full and the rest is cancelled.
+const READ_WHOLE_BYTES: u64 = 64 * 1024;
+
 /// Reads at most `RESPONSE_EXCERPT_BYTES` of a response body, as text.
-async fn excerpt(resp: &mut worker::Response) -> Option<String> {
-    use futures_util::StreamExt;
+async fn excerpt(resp: web_sys::Response) -> Option<String> {
     let max = edgehook_core::dispatch::RESPONSE_EXCERPT_BYTES;
-    let mut stream = resp.stream().ok()?;
-    let mut out = Vec::new();
-    while out.len() < max {
-        match stream.next().await {
-            Some(Ok(chunk)) => out.extend_from_slice(&chunk),
-            _ => break,
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    let out = match declared {
+        Some(0) => return None,
+        Some(len) if len <= READ_WHOLE_BYTES => {
+            let buf = JsFuture::from(resp.array_buffer().ok()?).await.ok()?;
+            let bytes = js_sys::Uint8Array::new(&buf);
+            bytes
+                .subarray(
+                    0,
+                    bytes.length().min(u32::try_from(max).unwrap_or(u32::MAX)),
+                )
+                .to_vec()
         }
-    }
-    // The rest is not read: dropping the stream cancels it.
-    out.truncate(max);
+        _ => {
+            use futures_util::StreamExt;
+            let mut stream = worker::Response::from(resp).stream().ok()?;
+            let mut out = Vec::new();
+            while out.len() < max {
+                match stream.next().await {
+                    Some(Ok(chunk)) => out.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            // The rest is not read: dropping the stream cancels it.
+            out.truncate(max);
+            out
+        }
+    };
     if out.is_empty() {
         return None;
     }
@@ -334,16 +354,25 @@ async fn send(
     };
     let controller = AbortController::default();
     let signal = controller.signal();
-    let request = Fetch::Request(req);
-    let fetch = Box::pin(request.send_with_signal(&signal));
+    // The runtime's `fetch`, called directly: workers-rs's `Fetch` wraps
+    // the answer in a `worker::Response`, which reads its `cf` and
+    // `webSocket` properties, and this path needs only the status and the
+    // start of the body.
+    let init = web_sys::RequestInit::new();
+    init.set_signal(Some(&signal));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let fetch = Box::pin(async {
+        let resp = JsFuture::from(global.fetch_with_request_and_init(req.inner(), &init)).await?;
+        resp.dyn_into::<web_sys::Response>()
+    });
     let timeout = Box::pin(Delay::from(Duration::from_secs(u64::from(timeout_seconds))));
     let result = select(fetch, timeout).await;
     match result {
-        Either::Left((Ok(mut resp), _)) => {
-            let status = resp.status_code();
+        Either::Left((Ok(resp), _)) => {
+            let status = resp.status();
             // The excerpt is bounded in time too: a target that answers and
             // then trickles its body does not hold the consumer.
-            let read = Box::pin(excerpt(&mut resp));
+            let read = Box::pin(excerpt(resp));
             let limit = Box::pin(Delay::from(Duration::from_secs(2)));
             let excerpt = match select(read, limit).await {
                 Either::Left((e, _)) => e,
@@ -358,7 +387,7 @@ async fn send(
                 excerpt,
             }
         }
-        Either::Left((Err(e), _)) => failed(format!("request failed: {e}")),
+        Either::Left((Err(e), _)) => failed(format!("request failed: {}", worker::Error::from(e))),
         Either::Right(_) => {
             controller.abort();
             Sent {

@@ -274,14 +274,28 @@ pub enum Batch {
     Report,
 }
 
-/// Calls a Trigger object's batch method by RPC with `batch` (its JSON).
-pub async fn batch_by_rpc(rpc: &TriggerRpc, which: Batch, batch: &[u8]) -> ApiResult<Response> {
+/// Calls a Trigger object's batch method by RPC with `batch` (its JSON);
+/// returns the answer's status and body. The body is read with one
+/// `arrayBuffer()`, not as a stream of chunks, and no `worker::Response` is
+/// made of it (which reads the answer's `cf` and `webSocket` too).
+pub async fn batch_by_rpc(
+    rpc: &TriggerRpc,
+    which: Batch,
+    batch: &[u8],
+) -> ApiResult<(u16, Vec<u8>)> {
     let batch: JsValue = js_sys::Uint8Array::from(batch).into();
-    answer(match which {
+    let call = match which {
         Batch::Claim => rpc.claim_runs(&batch),
         Batch::Report => rpc.report_runs(&batch),
-    })
-    .await
+    };
+    let answer = JsFuture::from(call.map_err(worker::Error::from)?)
+        .await
+        .map_err(worker::Error::from)?;
+    let answer: worker::web_sys::Response = answer.dyn_into().map_err(worker::Error::from)?;
+    let body = JsFuture::from(answer.array_buffer().map_err(worker::Error::from)?)
+        .await
+        .map_err(worker::Error::from)?;
+    Ok((answer.status(), js_sys::Uint8Array::new(&body).to_vec()))
 }
 
 /// The `Response` an RPC call resolves to.
