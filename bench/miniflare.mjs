@@ -65,7 +65,7 @@ const workers = {
     queueConsumers: {
       "edgehook-runs": {
         maxBatchSize: 100,
-        maxBatchTimeout: 1,
+        maxBatchTimeout: 0,
         maxRetries: 10,
         deadLetterQueue: "edgehook-runs-undeliverable",
       },
