@@ -251,21 +251,34 @@ impl Ledger {
         Ok(out)
     }
 
-    /// A delivery's stored headers.
-    pub fn headers(&self, delivery_id: &str) -> ApiResult<HeaderList> {
-        #[derive(Deserialize)]
-        struct H {
-            headers: String,
-        }
-        let rows = self.rows::<H>(
-            "read headers",
-            "SELECT headers FROM deliveries WHERE id = ?",
+    /// A delivery's stored headers and raw body, read in one query (a
+    /// claim and a replay need both).
+    pub fn headers_and_body(&self, delivery_id: &str) -> ApiResult<(HeaderList, Vec<u8>)> {
+        // The headers come with the first chunk only; a delivery without a
+        // body has one row with no chunk.
+        let cursor = self.exec(
+            "read headers and body",
+            "SELECT CASE WHEN b.idx IS NULL OR b.idx = 0 THEN d.headers END, b.data
+             FROM deliveries d LEFT JOIN bodies b ON b.delivery_id = d.id
+             WHERE d.id = ? ORDER BY b.idx",
             vec![s(delivery_id)],
         )?;
-        match rows.into_iter().next() {
-            Some(h) => self.parse_headers(&h.headers),
-            None => Ok(HeaderList::new()),
+        let mut headers = None;
+        let mut body = Vec::new();
+        for row in cursor.raw() {
+            let mut cols = row.map_err(sql_err("read headers and body"))?.into_iter();
+            if let Some(V::String(text)) = cols.next() {
+                headers = Some(text);
+            }
+            if let Some(V::Blob(bytes)) = cols.next() {
+                body.extend_from_slice(&bytes);
+            }
         }
+        let headers = match headers {
+            Some(text) => self.parse_headers(&text)?,
+            None => HeaderList::new(),
+        };
+        Ok((headers, body))
     }
 
     /// Stored headers as read: redacted again, so rows stored before

@@ -56,8 +56,7 @@ impl Trigger {
             }
         }
         let delivery_id = new_delivery_id(now, random::<10>()?);
-        let headers = ledger.headers(original)?;
-        let body = ledger.body(original)?;
+        let (headers, body) = ledger.headers_and_body(original)?;
         let query = ledger.query_of(original)?;
         // The replay goes to the routes that match it now.
         let event = edgehook_core::route::stored_event(cfg, &headers, &body);

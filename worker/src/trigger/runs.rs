@@ -167,8 +167,7 @@ impl Trigger {
             now,
         )?;
         let alarm = self.schedule_alarm(lease_until.millis() + 500)?;
-        let headers = ledger.headers(&run.delivery_id)?;
-        let body = ledger.body(&run.delivery_id)?;
+        let (headers, body) = ledger.headers_and_body(&run.delivery_id)?;
         Self::await_alarm(alarm).await?;
         let meta = ClaimAnswer::Dispatch {
             attempt,
