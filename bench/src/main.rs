@@ -22,12 +22,14 @@
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
 //!    never ran, then delivered after a restart.
 //! 5. Growth: ingest into ledgers of about 200, 100,000 and 1,000,000
-//!    deliveries (grown by `seed`), the query plans of the hot paths, the
-//!    ledger's bytes per delivery.
+//!    deliveries (grown by `seed`) in rounds taking turns, once warm (the
+//!    first requests after a restart are shown apart), the query plans of
+//!    the hot paths, the ledger's bytes per delivery.
 //! 6. The Worker's Wasm, raw and gzipped.
 //! 7. Backfill: rows/s syncing the 100,000-delivery ledger into PostgreSQL,
 //!    against a raw binary `COPY` of the same rows; once the growth loads'
-//!    runs have been dispatched, medians of three runs each.
+//!    runs have been dispatched, five of each taking turns, the median of
+//!    each turn's ratio.
 //!
 //! The report is printed and written to `bench/results/` (`latest.md`,
 //! `latency.svg`, `growth.svg`). Sizes are overridable: `BENCH_REQUESTS`,
