@@ -13,9 +13,10 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "unit and model-based tests (core), the Worker's pure helpers"
+step "unit and model-based tests (core), the Worker's pure helpers, the bench's arithmetic"
 cargo test --locked -p edgehook-core
 cargo test --locked -p edgehook-worker --lib
+cargo test --locked -p edgehook-bench
 
 step "build the Worker (wasm32)"
 bash scripts/build-worker.sh
