@@ -256,13 +256,14 @@ pub async fn ingest_by_rpc(
     query: Option<&str>,
     received_at: edgehook_core::Timestamp,
 ) -> ApiResult<Response> {
-    answer(rpc.ingest(
+    let answer = resolve(rpc.ingest(
         headers,
         body,
         query.map(str::to_string),
         received_at.millis() as f64,
     ))
-    .await
+    .await?;
+    Ok(Response::from(answer))
 }
 
 /// A batch call of the queue consumer.
@@ -288,10 +289,7 @@ pub async fn batch_by_rpc(
         Batch::Claim => rpc.claim_runs(&batch),
         Batch::Report => rpc.report_runs(&batch),
     };
-    let answer = JsFuture::from(call.map_err(worker::Error::from)?)
-        .await
-        .map_err(worker::Error::from)?;
-    let answer: worker::web_sys::Response = answer.dyn_into().map_err(worker::Error::from)?;
+    let answer = resolve(call).await?;
     let body = JsFuture::from(answer.array_buffer().map_err(worker::Error::from)?)
         .await
         .map_err(worker::Error::from)?;
@@ -299,11 +297,10 @@ pub async fn batch_by_rpc(
 }
 
 /// The `Response` an RPC call resolves to.
-async fn answer(call: Result<js_sys::Promise, JsValue>) -> ApiResult<Response> {
+async fn resolve(call: Result<js_sys::Promise, JsValue>) -> ApiResult<worker::web_sys::Response> {
     let call = call.map_err(worker::Error::from)?;
     let answer = JsFuture::from(call).await.map_err(worker::Error::from)?;
-    let answer: worker::web_sys::Response = answer.dyn_into().map_err(worker::Error::from)?;
-    Ok(Response::from(answer))
+    Ok(answer.dyn_into().map_err(worker::Error::from)?)
 }
 
 /// Calls a Durable Object with `req`'s body streamed to it, never buffered

@@ -42,26 +42,14 @@ impl Trigger {
     /// like `POST /runs/claim`.
     #[wasm_bindgen(js_name = claimRuns)]
     pub async fn claim_runs_rpc(&self, batch: js_sys::Uint8Array) -> Result<JsValue, JsValue> {
-        reply(
-            async {
-                self.ensure_ready().await?;
-                self.claim_batch(batch_json(&batch)?).await
-            }
-            .await,
-        )
+        self.batch_call(&batch, |b| self.claim_batch(b)).await
     }
 
     /// `reportRuns(batch)`: a [`crate::wire::ReportBatch`] as JSON bytes, answered
     /// like `POST /runs/report`.
     #[wasm_bindgen(js_name = reportRuns)]
     pub async fn report_runs_rpc(&self, batch: js_sys::Uint8Array) -> Result<JsValue, JsValue> {
-        reply(
-            async {
-                self.ensure_ready().await?;
-                self.report_batch(batch_json(&batch)?).await
-            }
-            .await,
-        )
+        self.batch_call(&batch, |b| self.report_batch(b)).await
     }
 }
 
@@ -83,6 +71,27 @@ fn batch_json<T: serde::de::DeserializeOwned>(batch: &js_sys::Uint8Array) -> Api
 }
 
 impl Trigger {
+    /// A batch method: the object made ready, the batch's JSON parsed
+    /// (bounded as its `fetch` form's body is) and handed to `handle`.
+    async fn batch_call<T, F, Fut>(
+        &self,
+        batch: &js_sys::Uint8Array,
+        handle: F,
+    ) -> Result<JsValue, JsValue>
+    where
+        T: serde::de::DeserializeOwned,
+        F: FnOnce(T) -> Fut,
+        Fut: std::future::Future<Output = ApiResult<Response>>,
+    {
+        reply(
+            async {
+                self.ensure_ready().await?;
+                handle(batch_json(batch)?).await
+            }
+            .await,
+        )
+    }
+
     async fn ingest_read(
         &self,
         headers: &str,
