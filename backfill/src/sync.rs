@@ -282,6 +282,10 @@ async fn sync_trigger(
     // The reader stops with the writer, also when this future is dropped.
     let _reader = AbortOnDrop(reader);
     let mut cursor = after;
+    // Pages go in by COPY until one of them meets a row already there (a
+    // re-sync, or a delivery that changed again since an earlier page):
+    // from then on this sync upserts, so at most one page's COPY is wasted.
+    let mut try_copy = true;
     // Whether the reader owes another page: a reader that ended without the
     // edge saying the feed was done (it cannot, short of a panic) must not
     // pass for a finished sync.
@@ -292,7 +296,8 @@ async fn sync_trigger(
         if page.is_empty() {
             break;
         }
-        let written = write_with_retry(conn, id, &page).await?;
+        let written = write_with_retry(conn, id, &page, try_copy).await?;
+        try_copy = written.copied;
         stats.deliveries += written.deliveries;
         stats.runs += written.runs;
         stats.attempts += written.attempts;
@@ -319,11 +324,16 @@ impl Drop for AbortOnDrop {
 
 /// Writes a page; on a transient database failure, reconnects and writes it
 /// again (the page and its cursor commit together, so a retry is exact).
-async fn write_with_retry(conn: &mut Conn, id: &str, page: &PageRows) -> Result<Written> {
+async fn write_with_retry(
+    conn: &mut Conn,
+    id: &str,
+    page: &PageRows,
+    try_copy: bool,
+) -> Result<Written> {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
     loop {
-        match db::apply_page(&mut conn.client, id, page).await {
+        match db::apply_page(&mut conn.client, id, page, try_copy).await {
             Ok(w) => return Ok(w),
             Err(e) if attempt < DB_ATTEMPTS && db::is_transient(&e) => {
                 eprintln!("backfill: {id}: {e:#}; retrying");
