@@ -17,11 +17,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
+use bytes::{BufMut, BytesMut};
 use edgehook_core::api::{AttemptView, RouteView, RunDetail, TriggerView};
 use edgehook_core::frames::FramedPage;
-use edgehook_core::HeaderList;
-use bytes::{BufMut, BytesMut};
 use edgehook_core::time::Timestamp;
+use edgehook_core::HeaderList;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, Json, ToSql, Type};
 use tokio_postgres::{Client, Transaction};
@@ -558,8 +558,7 @@ async fn copy_rows<'a, const N: usize>(
     types: &[Type; N],
     rows: impl Iterator<Item = [&'a (dyn ToSql + Sync); N]>,
 ) -> Result<u64> {
-    let data = encode_copy(types, rows)
-        .map_err(|e| anyhow!("encoding a page for COPY: {e}"))?;
+    let data = encode_copy(types, rows).map_err(|e| anyhow!("encoding a page for COPY: {e}"))?;
     let sink = tx.copy_in::<_, bytes::Bytes>(statement).await?;
     futures::pin_mut!(sink);
     futures::SinkExt::send(&mut sink, data).await?;
@@ -916,23 +915,26 @@ mod tests {
 
     #[test]
     fn a_feed_time_becomes_microseconds_since_the_postgres_epoch() {
-        assert_eq!(PgTime::parse("2000-01-01T00:00:00.000Z").unwrap(), PgTime(0));
         assert_eq!(
-            PgTime::parse("2026-11-24T08:00:00.123Z").unwrap(),
+            PgTime::parse("2000-01-01T00:00:00.000Z").expect("valid"),
+            PgTime(0)
+        );
+        assert_eq!(
+            PgTime::parse("2026-11-24T08:00:00.123Z").expect("valid"),
             PgTime((1_795_507_200_123 - PG_EPOCH_MS) * 1000)
         );
         assert_eq!(
-            PgTime::parse("1999-12-31T23:59:59.999Z").unwrap(),
+            PgTime::parse("1999-12-31T23:59:59.999Z").expect("valid"),
             PgTime(-1000)
         );
-        assert_eq!(PgTime::parse_opt(None).unwrap(), None);
+        assert_eq!(PgTime::parse_opt(None).expect("valid"), None);
         assert!(PgTime::parse("yesterday").is_err());
     }
 
     #[test]
     fn a_time_is_written_as_postgres_binary_timestamptz() {
         let mut out = BytesMut::new();
-        let t = PgTime::parse("2000-01-01T00:00:01.000Z").unwrap();
+        let t = PgTime::parse("2000-01-01T00:00:01.000Z").expect("valid");
         assert!(matches!(
             t.to_sql(&Type::TIMESTAMPTZ, &mut out),
             Ok(IsNull::No)
@@ -946,7 +948,8 @@ mod tests {
     fn rows_are_encoded_in_the_binary_copy_format() {
         let none: Option<String> = None;
         let rows = [[&"ab" as &(dyn ToSql + Sync), &none, &7i32]];
-        let data = encode_copy(&[Type::TEXT, Type::TEXT, Type::INT4], rows.into_iter()).unwrap();
+        let data =
+            encode_copy(&[Type::TEXT, Type::TEXT, Type::INT4], rows.into_iter()).expect("valid");
         let mut want = b"PGCOPY\n\xff\r\n\0".to_vec();
         want.extend([0, 0, 0, 0, 0, 0, 0, 0]); // flags, extension length
         want.extend([0, 3]); // three fields

@@ -46,7 +46,7 @@ pub struct Options {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Changes requested per page (the edge also bounds pages by bytes)
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
     /// Sync only these triggers (repeatable)
     #[arg(long = "trigger")]

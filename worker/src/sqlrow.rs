@@ -9,6 +9,12 @@
 //! CPU profile. Here the column names are read once per query and each
 //! row's values are matched to them in Rust, so a struct still binds by name
 //! (the order of a query's columns does not matter) at the cost of arrays.
+//!
+//! A page of many rows costs one crossing of the Wasm boundary per value
+//! even so: the change feed's pages were mostly that. [`json_select`] wraps
+//! a query so that SQLite itself packs every row into one JSON text, named
+//! by the struct's own fields ([`field_names`]), and [`all_json`] reads
+//! that single value back with `serde_json`.
 
 use serde::de::value::{SeqDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, Visitor};
@@ -44,6 +50,134 @@ pub fn all<T: DeserializeOwned>(cursor: &SqlCursor) -> Result<Vec<T>, RowError> 
         })?);
     }
     Ok(out)
+}
+
+/// The names of `T`'s fields, in order: what its derived `Deserialize`
+/// asks a deserializer for (a struct with renamed or flattened fields has
+/// no such fixed list and gets `None`).
+pub fn field_names<'de, T: de::Deserialize<'de>>() -> Option<&'static [&'static str]> {
+    /// Records the field list `deserialize_struct` is called with, then
+    /// stops the deserialization.
+    struct Names<'a>(&'a mut Option<&'static [&'static str]>);
+
+    impl<'de> de::Deserializer<'de> for Names<'_> {
+        type Error = RowError;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, RowError> {
+            Err(RowError("not a struct".into()))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, RowError> {
+            *self.0 = Some(fields);
+            Err(RowError("names only".into()))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut names = None;
+    let _ = T::deserialize(Names(&mut names));
+    names
+}
+
+/// `query`, whose columns are named `fields`, wrapped so that it answers
+/// one row of one column: a JSON array of its rows, each an array of those
+/// columns in that order, in the query's order. (SQLite aggregates a
+/// subquery's rows in the order the subquery yields them.) Blob columns
+/// cannot be read this way: JSON holds no blobs.
+pub fn json_select(fields: &[&str], query: &str) -> String {
+    let mut out = String::with_capacity(query.len() + 64 + fields.len() * 16);
+    out.push_str("SELECT json_group_array(json_array(");
+    for (n, f) in fields.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("q.");
+        out.push_str(f);
+    }
+    out.push_str(")) FROM (");
+    out.push_str(query);
+    out.push_str(") q");
+    out
+}
+
+/// The rows a [`json_select`] query answered, as values named by column.
+/// (The page is parsed as a `serde_json::Value`, whose parser the Worker
+/// has anyway, rather than straight into a row type: that would add a JSON
+/// deserializer for each row type to the Wasm, 11 KB gzipped for three.)
+pub struct JsonPage {
+    names: Vec<String>,
+    rows: Vec<Vec<SqlStorageValue>>,
+}
+
+impl JsonPage {
+    /// Reads the one value a [`json_select`] over `fields` answered.
+    pub fn read(cursor: &SqlCursor, fields: &[&str]) -> Result<JsonPage, RowError> {
+        let row = cursor
+            .raw()
+            .next()
+            .ok_or_else(|| RowError("a JSON page query answered no row".into()))?
+            .map_err(|e| RowError(e.to_string()))?;
+        let Some(SqlStorageValue::String(text)) = row.into_iter().next() else {
+            return Err(RowError("a JSON page query answered no text".into()));
+        };
+        JsonPage::parse(&text, fields)
+    }
+
+    /// A JSON array of arrays of values, each array a row of `fields`.
+    fn parse(text: &str, fields: &[&str]) -> Result<JsonPage, RowError> {
+        use serde_json::Value;
+        let Ok(Value::Array(rows)) = serde_json::from_str::<Value>(text) else {
+            return Err(RowError("a JSON page is not an array".into()));
+        };
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                let Value::Array(cols) = row else {
+                    return Err(RowError("a JSON page's row is not an array".into()));
+                };
+                cols.into_iter()
+                    .map(|v| match v {
+                        Value::Null => Ok(SqlStorageValue::Null),
+                        Value::Bool(b) => Ok(SqlStorageValue::Boolean(b)),
+                        Value::Number(n) => Ok(match n.as_i64() {
+                            Some(i) => SqlStorageValue::Integer(i),
+                            None => SqlStorageValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+                        }),
+                        Value::String(s) => Ok(SqlStorageValue::String(s)),
+                        _ => Err(RowError("a JSON page's value is not a column".into())),
+                    })
+                    .collect()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(JsonPage {
+            names: fields.iter().map(|f| (*f).to_string()).collect(),
+            rows,
+        })
+    }
+}
+
+/// Every row of `page` as a `T`, bound by name as [`all`] binds them.
+pub fn bind_all<T: DeserializeOwned>(page: JsonPage) -> Result<Vec<T>, RowError> {
+    let names = page.names;
+    page.rows
+        .into_iter()
+        .map(|values| {
+            T::deserialize(RowDeserializer {
+                names: &names,
+                values,
+            })
+        })
+        .collect()
 }
 
 /// One row: a map from column name to value.
@@ -165,5 +299,64 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct tuple tuple_struct map struct identifier
         ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Page {
+        id: String,
+        seq: i64,
+        headers: Option<String>,
+    }
+
+    #[test]
+    fn a_structs_field_names_are_read_from_its_deserialize() {
+        assert_eq!(field_names::<Page>(), Some(&["id", "seq", "headers"][..]));
+        assert_eq!(field_names::<String>(), None);
+    }
+
+    fn from_json_page(text: &str) -> Result<Vec<Page>, RowError> {
+        let fields = field_names::<Page>().unwrap_or_default();
+        bind_all(JsonPage::parse(text, fields)?)
+    }
+
+    #[test]
+    fn a_page_query_is_wrapped_to_give_each_row_as_an_array_in_field_order() {
+        let fields = field_names::<Page>().unwrap_or_default();
+        assert_eq!(
+            json_select(fields, "SELECT headers, id, seq FROM t ORDER BY seq"),
+            "SELECT json_group_array(json_array(q.id, q.seq, q.headers)) \
+             FROM (SELECT headers, id, seq FROM t ORDER BY seq) q"
+        );
+    }
+
+    #[test]
+    fn a_json_page_binds_each_value_to_its_field() {
+        let rows: Vec<Page> =
+            from_json_page(r#"[["dlv_1",7,null],["dlv_2",8,"[[\"a\",\"b\"]]"]]"#).expect("a page");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].id.as_str(), rows[0].seq), ("dlv_1", 7));
+        assert_eq!(rows[0].headers, None);
+        assert_eq!(rows[1].headers.as_deref(), Some(r#"[["a","b"]]"#));
+        assert!(from_json_page("[]").expect("an empty page").is_empty());
+    }
+
+    #[test]
+    fn a_malformed_json_page_is_an_error_not_a_panic() {
+        for text in [
+            "",
+            "{}",
+            "[1]",
+            r#"[["dlv_1"]]"#,
+            r#"[["dlv_1","x",null]]"#,
+            r#"[[{},1,null]]"#,
+        ] {
+            assert!(from_json_page(text).is_err(), "{text}");
+        }
     }
 }

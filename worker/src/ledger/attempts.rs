@@ -219,14 +219,14 @@ impl Ledger {
         limit: u32,
     ) -> ApiResult<std::collections::HashMap<String, Vec<RunDetail>>> {
         const PAGE: &str = "SELECT id FROM deliveries WHERE seq > ? ORDER BY seq LIMIT ?";
-        let rows = self.rows::<DetailRow>(
+        let rows = self.json_rows::<DetailRow>(
             "page runs",
             &format!(
                 "SELECT {DETAIL_COLUMNS} FROM runs WHERE delivery_id IN ({PAGE}) ORDER BY rowid"
             ),
             vec![i(after), i(i64::from(limit))],
         )?;
-        let attempts = self.rows::<AttemptRow>(
+        let attempts = self.json_rows::<AttemptRow>(
             "page attempts",
             &format!(
                 "SELECT run_id, attempt, started_at, duration_ms, status_code, error, error_message,

@@ -484,7 +484,7 @@ impl Ledger {
         limit: u32,
         max_bytes: u64,
     ) -> ApiResult<(Vec<ChangeWithBody>, bool)> {
-        let rows = self.rows::<Row>(
+        let rows = self.json_rows::<Row>(
             "changes",
             &format!("{ROW_SELECT} WHERE d.seq > ? ORDER BY d.seq LIMIT ?"),
             vec![i(after), i(i64::from(limit) + 1)],

@@ -240,6 +240,34 @@ impl Ledger {
         crate::sqlrow::all(&cursor).map_err(|e| ApiError::internal(context, e))
     }
 
+    /// As [`Ledger::rows`], for a page of many rows: SQLite packs them into
+    /// one JSON text (`sqlrow::json_select`), so the page crosses into Wasm
+    /// as one value rather than one per column of every row. The query's
+    /// columns must be named as `T`'s fields, and none may be a blob.
+    fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &'static str,
+        query: &str,
+        args: Vec<V>,
+    ) -> ApiResult<Vec<T>> {
+        let fields = crate::sqlrow::field_names::<T>().unwrap_or_default();
+        let page = self.json_page(context, fields, query, args)?;
+        crate::sqlrow::bind_all(page).map_err(|e| ApiError::internal(context, e))
+    }
+
+    /// The non-generic part of [`Ledger::json_rows`]: one copy in the Wasm
+    /// serves every row type.
+    fn json_page(
+        &self,
+        context: &'static str,
+        fields: &[&str],
+        query: &str,
+        args: Vec<V>,
+    ) -> ApiResult<crate::sqlrow::JsonPage> {
+        let cursor = self.exec(context, &crate::sqlrow::json_select(fields, query), args)?;
+        crate::sqlrow::JsonPage::read(&cursor, fields).map_err(|e| ApiError::internal(context, e))
+    }
+
     /// Brings the schema to the newest version, `MIGRATIONS.len()`.
     pub fn migrate(&self) -> ApiResult<()> {
         self.exec(
