@@ -282,10 +282,14 @@ async fn sync_trigger(
     // The reader stops with the writer, also when this future is dropped.
     let _reader = AbortOnDrop(reader);
     let mut cursor = after;
-    // Pages go in by COPY until one of them meets a row already there (a
-    // re-sync, or a delivery that changed again since an earlier page):
-    // from then on this sync upserts, so at most one page's COPY is wasted.
-    let mut try_copy = true;
+    // A page is tried by COPY when its rows are likely all new: in a first
+    // backfill (the cursor starts at 0), or in a catch-up whose pages come
+    // full (more follow). Small incremental rounds (`--follow`) are mostly
+    // deliveries whose runs moved on, so they upsert at once. Once a COPY
+    // meets a row already there, the rest of this sync upserts: at most one
+    // page's COPY is wasted (and its rows left for vacuum) per sync.
+    let first_backfill = after == 0;
+    let mut copying = true;
     // Whether the reader owes another page: a reader that ended without the
     // edge saying the feed was done (it cannot, short of a panic) must not
     // pass for a finished sync.
@@ -296,8 +300,9 @@ async fn sync_trigger(
         if page.is_empty() {
             break;
         }
+        let try_copy = copying && (first_backfill || page.has_more);
         let written = write_with_retry(conn, id, &page, try_copy).await?;
-        try_copy = written.copied;
+        copying &= written.copied || !try_copy;
         stats.deliveries += written.deliveries;
         stats.runs += written.runs;
         stats.attempts += written.attempts;

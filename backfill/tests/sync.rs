@@ -209,17 +209,20 @@ fn a_first_sync_matches_the_api_row_for_row_and_a_second_changes_nothing() {
     assert_eq!(migrations, backfill_migrations());
 
     // Second run: nothing to write, and no row is even rewritten (same xmin).
-    let xmins = |c: &mut postgres::Client| -> Vec<String> {
-        c.query(
-            "SELECT xmin::text FROM deliveries UNION ALL SELECT xmin::text FROM runs
-             UNION ALL SELECT xmin::text FROM triggers UNION ALL SELECT xmin::text FROM sync_cursors",
-            &[],
-        )
-        .expect("xmin")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    let xmins_of = |c: &mut postgres::Client, tables: &[&str]| -> Vec<String> {
+        let sql = tables
+            .iter()
+            .map(|t| format!("SELECT xmin::text FROM {t}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        c.query(&sql, &[])
+            .expect("xmin")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     };
+    let xmins =
+        |c: &mut postgres::Client| xmins_of(c, &["deliveries", "runs", "triggers", "sync_cursors"]);
     let before = xmins(&mut c);
     let out = ok(&backfill(&url, &[&a, &b], &[]));
     assert!(out.contains(" 0 rows"), "{out}");
@@ -228,16 +231,7 @@ fn a_first_sync_matches_the_api_row_for_row_and_a_second_changes_nothing() {
     // From the start again: the first sync's pages went in by COPY; these
     // meet their rows already there, so the COPY gives way to upserts, which
     // rewrite nothing (the cursor row alone moves).
-    let rows_xmin = |c: &mut postgres::Client| -> Vec<String> {
-        c.query(
-            "SELECT xmin::text FROM deliveries UNION ALL SELECT xmin::text FROM runs",
-            &[],
-        )
-        .expect("xmin")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    };
+    let rows_xmin = |c: &mut postgres::Client| xmins_of(c, &["deliveries", "runs"]);
     let before = rows_xmin(&mut c);
     c.execute(
         "UPDATE sync_cursors SET last_seq = 0 WHERE trigger_id = $1",
