@@ -358,6 +358,30 @@ fn bodies_of_every_size_and_framing_are_stored_byte_for_byte() {
         body,
         "chunked"
     );
+    // Twelve at once, 10.8 MB together: more than the edge's 8 MiB bound
+    // on the bodies it holds, so those that arrive while it is full are
+    // streamed instead. Either way, every one is stored whole.
+    let bodies: Vec<Vec<u8>> = (0..12).map(|i| body_of(900_000 + i)).collect();
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let sends: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let id = &id;
+                scope.spawn(move || send_github(id, "push", &unique("d"), body, GH_SECRET))
+            })
+            .collect();
+        sends
+            .into_iter()
+            .map(|h| {
+                let r = h.join().expect("sender");
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.json()["delivery_id"].as_str().expect("id").to_string()
+            })
+            .collect()
+    });
+    for (delivery_id, body) in ids.iter().zip(&bodies) {
+        assert!(stored(delivery_id) == *body, "{} bytes at once", body.len());
+    }
     // Over the trigger's limit, whole or streamed: refused, nothing stored.
     let before = edge.all_changes(&id).len();
     let small = github_trigger(json!({"max_body_bytes": 200_000}));
