@@ -24,9 +24,27 @@ pub struct Browser {
 
 impl Browser {
     /// Starts `chromedriver` on a free port and a Chromium session.
+    ///
+    /// A session is asked for up to three times: on a loaded two-core
+    /// machine, Chromium now and then dies while starting (chromedriver
+    /// answers 500), which says nothing about the console under test.
     pub fn start() -> Browser {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Browser::try_start() {
+                Ok(browser) => return browser,
+                Err(e) => {
+                    failures.push(e);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        panic!("no Chromium session: {failures:?}");
+    }
+
+    fn try_start() -> Result<Browser, String> {
         let port = free_port();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -36,9 +54,28 @@ impl Browser {
             .timeout(Duration::from_secs(60))
             .build();
         let root = format!("http://127.0.0.1:{port}");
+        let session = Browser::session(&agent, &root);
+        match session {
+            Ok(session) => Ok(Browser {
+                driver,
+                base: format!("{root}/session/{session}"),
+                agent,
+            }),
+            Err(e) => {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for `chromedriver` at `root` and asks it for a session.
+    fn session(agent: &ureq::Agent, root: &str) -> Result<String, String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while agent.get(&format!("{root}/status")).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+            if Instant::now() >= deadline {
+                return Err("chromedriver did not start".into());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -49,23 +86,26 @@ impl Browser {
                          "--disable-dev-shm-usage", "--window-size=1280,1000"]
             }
         }}});
-        let text = agent
+        let text = match agent
             .post(&format!("{root}/session"))
             .set("content-type", "application/json")
             .send_string(&caps.to_string())
-            .expect("a Chromium session")
-            .into_string()
-            .expect("session answer");
-        let resp: Value = serde_json::from_str(&text).expect("session json");
-        let session = resp["value"]["sessionId"]
+        {
+            Ok(r) => r.into_string().map_err(|e| e.to_string())?,
+            Err(ureq::Error::Status(code, r)) => {
+                let why = r.into_string().unwrap_or_default();
+                return Err(format!(
+                    "{code}: {}",
+                    why.chars().take(300).collect::<String>()
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let resp: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        resp["value"]["sessionId"]
             .as_str()
-            .expect("session id")
-            .to_string();
-        Browser {
-            driver,
-            base: format!("{root}/session/{session}"),
-            agent,
-        }
+            .map(str::to_string)
+            .ok_or_else(|| format!("no session id in {text}"))
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
