@@ -2,11 +2,11 @@
 // without wrangler's proxy and inspector in front of it, which is closer to
 // production. `make bench` (through the e2e harness) starts it as
 //
-//   node bench/miniflare.mjs <edgehook|noop|floor-rpc|floor-fetch> <port> <state-dir>
+//   node bench/miniflare.mjs <worker> <port> <state-dir>
 //
-// with ADMIN_TOKEN and DISPATCH_SECRET (edgehook) or FLOOR_SECRET (the
-// floors) in the environment, and stops it with a signal. The edgehook
-// bindings mirror wrangler.toml.
+// where <worker> is a key of `workers` below, with ADMIN_TOKEN and DISPATCH_SECRET (edgehook) or FLOOR_SECRET (the
+// floors; FLOOR_TARGET too for floor-rpc-consumer) in the environment, and
+// stops it with a signal. The edgehook bindings mirror wrangler.toml.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Log, LogLevel, Miniflare } from "miniflare";
@@ -74,6 +74,31 @@ const workers = {
     // request comes from one IP, so the limit is raised here.
     ratelimits: { INGRESS_IP_LIMITER: { simple: { limit: 1000000, period: 10 } } },
   },
+};
+
+// The Rust floor (bench/floor-rust): the JavaScript floor's admission written
+// with workers-rs, built by `make bench` into target/floor-rust.
+workers["floor-rust"] = {
+  modules: true,
+  scriptPath: path.join(root, "target/floor-rust/entry.mjs"),
+  modulesRoot: path.join(root, "target/floor-rust"),
+  modulesRules: workers.edgehook.modulesRules,
+  bindings: { FLOOR_SECRET: process.env.FLOOR_SECRET },
+  durableObjects: { LEDGER: { className: "Ledger", useSQLite: true } },
+  queueProducers: { RUNS: "floor-runs" },
+};
+
+// The RPC floor with a do-nothing consumer of its queue, which POSTs each
+// message to FLOOR_TARGET: what Miniflare's local queue delivers under a
+// load, with no edgehook code on either side of it.
+workers["floor-rpc-consumer"] = {
+  ...workers.floor("rpc"),
+  bindings: {
+    FLOOR_SECRET: process.env.FLOOR_SECRET,
+    FLOOR_MODE: "rpc",
+    FLOOR_TARGET: process.env.FLOOR_TARGET,
+  },
+  queueConsumers: { "floor-runs": { maxBatchSize: 100, maxBatchTimeout: 0 } },
 };
 
 // The same edge whose Worker does not consume the runs queue: what a crash

@@ -30,13 +30,8 @@ if [ -f build/worker/shim.mjs ]; then
 fi
 eval "$(bash scripts/tools.sh)"
 "$WORKER_BUILD" --release --out-dir ../build worker
-# worker-build keeps the Wasm's name section (function names for stack
-# traces): 188 KB raw, 47 KB gzipped of the upload. A panic still logs its
-# message; the names are only worth having in a local profile, so
-# EDGEHOOK_WASM_NAMES=1 keeps them. The features are worker-build's own list,
-# so nothing newer than workerd supports is emitted.
+# worker-build keeps the Wasm's name section; scripts/strip-wasm.sh drops
+# it, unless EDGEHOOK_WASM_NAMES=1 keeps it for a local profile.
 if [ "${EDGEHOOK_WASM_NAMES:-}" != 1 ]; then
-  features=(mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalue reference-types exception-handling)
-  "$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.wasm --strip-debug --strip-producers \
-    "${features[@]/#/--enable-}"
+  bash scripts/strip-wasm.sh build/index_bg.wasm
 fi

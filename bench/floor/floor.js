@@ -7,6 +7,11 @@
 // registry, no runs, no limits. `FLOOR_MODE` picks how the Worker reaches the
 // object: "rpc" (a JavaScript RPC method of a class that extends
 // `DurableObject`) or "fetch" (the object's `fetch`, as workers-rs does).
+//
+// With `FLOOR_TARGET` set (the dispatch section's Miniflare reference), its
+// answer names the run (the delivery id) and a do-nothing consumer POSTs each
+// queue message to that URL: the least a queue consumer can do, to show what
+// the local queue itself delivers under load.
 
 import { DurableObject } from "cloudflare:workers";
 
@@ -91,12 +96,22 @@ export default {
     const stub = env.LEDGER.get(env.LEDGER.idFromName(url.pathname));
     if (env.FLOOR_MODE === "rpc") {
       const fresh = await stub.admit(id, body);
-      return json(200, { status: fresh ? "accepted" : "duplicate" });
+      const status = fresh ? "accepted" : "duplicate";
+      return json(200, env.FLOOR_TARGET ? { status, run_id: id } : { status });
     }
     return stub.fetch("https://ledger/admit", {
       method: "POST",
       headers: { "x-delivery-id": id },
       body,
     });
+  },
+
+  async queue(batch, env) {
+    await Promise.all(
+      batch.messages.map((m) =>
+        fetch(env.FLOOR_TARGET, { method: "POST", headers: { "webhook-id": m.body.id }, body: "{}" }),
+      ),
+    );
+    batch.ackAll();
   },
 };

@@ -12,25 +12,29 @@ use crate::load::{load, Load, Provider};
 /// Section 1: `wrangler dev`.
 pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: &Capture) {
     let mut refs = Vec::new();
-    let mut floor_rpc = None;
-    for worker in ["noop", "floor-fetch", "floor-rpc"] {
+    let mut kept = Vec::new();
+    for worker in ["noop", "floor-fetch", "floor-rpc", "floor-rust"] {
         let edge = Edge::start_reference(worker, SECRET, false);
         refs.push((
             worker,
             github_load(&edge.base, "/hooks/t", requests, c, SMALL),
         ));
-        if worker == "floor-rpc" {
-            floor_rpc = Some(edge);
+        if worker == "floor-rpc" || worker == "floor-rust" {
+            kept.push(edge);
         }
     }
     let edge = Edge::start();
     let id = bench_trigger(&edge, Provider::GitHub);
     let fresh = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
-    let turns = floor_rpc.map(|floor| {
-        let turns = take_turns(&floor, &edge, &[(c, requests)]);
-        drop(floor);
-        turns
-    });
+    let turns = take_turns(
+        &Contenders {
+            floor: &kept[0],
+            rust: &kept[1],
+            edge: &edge,
+        },
+        &[(c, requests)],
+    );
+    drop(kept);
     let s = signer(&id, Provider::GitHub, SMALL);
     let dups = load(&edge.base, requests, c, move |i| s.request(i, false));
 
@@ -106,6 +110,12 @@ pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: 
             Some(floor),
         ),
         row(
+            "Rust floor (workers-rs), Durable Object by RPC",
+            &refs[3].1,
+            Some(base),
+            Some(floor),
+        ),
+        row(
             "edgehook, new deliveries (no routes)",
             &fresh,
             Some(base),
@@ -145,9 +155,7 @@ pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: 
             })
             .collect(),
     );
-    if let Some(turns) = &turns {
-        turns_table(report, turns);
-    }
+    turns_table(report, &turns);
 }
 
 /// Section 2: Miniflare. Returns the c=16 rows for the latency chart.
@@ -162,16 +170,16 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         }
     };
     let mut refs: Vec<(&str, Vec<Load>)> = Vec::new();
-    let mut floor_rpc = None;
-    for worker in ["noop", "floor-rpc", "floor-fetch"] {
+    let mut kept = Vec::new();
+    for worker in ["noop", "floor-rpc", "floor-fetch", "floor-rust"] {
         let edge = Edge::start_reference(worker, SECRET, true);
         let loads = levels
             .iter()
             .map(|&c| github_load(&edge.base, "/hooks/t", size_n(c, SMALL), c, SMALL))
             .collect();
         refs.push((worker, loads));
-        if worker == "floor-rpc" {
-            floor_rpc = Some(edge);
+        if worker == "floor-rpc" || worker == "floor-rust" {
+            kept.push(edge);
         }
     }
     let edge = Edge::start_miniflare("edgehook");
@@ -217,6 +225,12 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
             Some(base),
             Some(floor),
         ));
+        rows.push(row(
+            &format!("c={c} Rust floor (workers-rs), by RPC"),
+            &refs[3].1[k],
+            Some(base),
+            Some(floor),
+        ));
         for (provider, size, new, kk, l) in &cells {
             if *kk != k {
                 continue;
@@ -238,16 +252,20 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         }
     }
     report.table(&LOAD_HEADER, rows);
-    if let Some(floor) = floor_rpc {
-        let plan: Vec<(usize, usize)> = levels.iter().map(|&c| (c, size_n(c, SMALL))).collect();
-        turns_table(report, &take_turns(&floor, &edge, &plan));
-    }
+    let plan: Vec<(usize, usize)> = levels.iter().map(|&c| (c, size_n(c, SMALL))).collect();
+    let on = Contenders {
+        floor: &kept[0],
+        rust: &kept[1],
+        edge: &edge,
+    };
+    turns_table(report, &take_turns(&on, &plan));
     // The chart: concurrency 16, GitHub 2 KB.
     let k = 1;
     let mut chart = vec![
         ("do-nothing Worker".to_string(), &refs[0].1[k]),
         ("JS floor, by RPC".to_string(), &refs[1].1[k]),
         ("JS floor, by fetch".to_string(), &refs[2].1[k]),
+        ("Rust floor, by RPC".to_string(), &refs[3].1[k]),
     ];
     for (provider, size, new, kk, l) in &cells {
         if *kk == k && *provider == Provider::GitHub && *size == SMALL {
@@ -266,43 +284,63 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         .collect()
 }
 
+/// One round of [`take_turns`]: each Worker's load, in the order run.
+pub struct Round {
+    /// The JavaScript floor, by RPC.
+    pub floor: Load,
+    /// The Rust floor (`bench/floor-rust`), by RPC.
+    pub rust: Load,
+    /// edgehook.
+    pub edge: Load,
+}
+
 /// What [`take_turns`] measured at one concurrency.
 pub struct Turns {
     /// Concurrency.
     pub c: usize,
     /// Requests per load.
     pub n: usize,
-    /// Each round's floor and edgehook loads.
-    pub rounds: Vec<(Load, Load)>,
+    /// Each round's loads.
+    pub rounds: Vec<Round>,
 }
 
 impl Turns {
-    /// The median over rounds of `f(floor, edgehook)`.
-    fn median(&self, f: impl Fn(&Load, &Load) -> f64) -> f64 {
-        let mut v: Vec<f64> = self.rounds.iter().map(|(fl, e)| f(fl, e)).collect();
+    /// The median over rounds of `f(round)`.
+    fn median(&self, f: impl Fn(&Round) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.rounds.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     }
 }
 
-/// The RPC floor and edgehook take turns: `BENCH_ROUNDS` rounds (3 by
-/// default) at each `(concurrency, requests)` of `plan`, each round a load
-/// of new GitHub 2 KB deliveries on the floor, then the same on edgehook.
-/// Both run side by side, so every round compares the two on the machine
-/// as it is at that moment: the single loads of the main table are minutes
-/// apart, and this machine drifts by a third over minutes.
-fn take_turns(floor: &Edge, edge: &Edge, plan: &[(usize, usize)]) -> Vec<Turns> {
+/// The three Workers that take turns.
+pub struct Contenders<'a> {
+    /// The JavaScript floor, by RPC.
+    pub floor: &'a Edge,
+    /// The Rust floor, by RPC.
+    pub rust: &'a Edge,
+    /// edgehook.
+    pub edge: &'a Edge,
+}
+
+/// The JavaScript floor, the Rust floor and edgehook take turns:
+/// `BENCH_ROUNDS` rounds (3 by default) at each `(concurrency, requests)`
+/// of `plan`, each round a load of new GitHub 2 KB deliveries on each in
+/// turn. All three run side by side, so every round compares them on the
+/// machine as it is at that moment: the single loads of the main table are
+/// minutes apart, and this machine drifts by a third over minutes.
+fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
     let rounds = env_num("BENCH_ROUNDS", 3).max(1);
-    let id = bench_trigger(edge, Provider::GitHub);
+    let id = bench_trigger(on.edge, Provider::GitHub);
     plan.iter()
         .map(|&(c, n)| Turns {
             c,
             n,
             rounds: (0..rounds)
-                .map(|_| {
-                    let f = github_load(&floor.base, "/hooks/t", n, c, SMALL);
-                    let e = github_load(&edge.base, &format!("/hooks/{id}"), n, c, SMALL);
-                    (f, e)
+                .map(|_| Round {
+                    floor: github_load(&on.floor.base, "/hooks/t", n, c, SMALL),
+                    rust: github_load(&on.rust.base, "/hooks/t", n, c, SMALL),
+                    edge: github_load(&on.edge.base, &format!("/hooks/{id}"), n, c, SMALL),
                 })
                 .collect(),
         })
@@ -313,16 +351,23 @@ fn take_turns(floor: &Edge, edge: &Edge, plan: &[(usize, usize)]) -> Vec<Turns> 
 fn turns_table(report: &mut Report, turns: &[Turns]) {
     let rounds = turns.first().map_or(0, |t| t.rounds.len());
     report.line(format!(
-        "The RPC floor and edgehook's new GitHub 2 KB deliveries taking turns, {rounds} rounds each (medians over rounds):\n"
+        "The JavaScript floor, the Rust floor (the same admission written with workers-rs, \
+         `bench/floor-rust`) and edgehook, new GitHub 2 KB deliveries taking turns, {rounds} \
+         rounds each (medians over rounds). Rust floor / JS floor is what Rust, Wasm and \
+         wasm-bindgen cost on this platform before any of edgehook's own work; edgehook / Rust \
+         floor is what edgehook's work costs.\n"
     ));
     report.table(
         &[
             "concurrency",
             "requests a turn",
-            "floor requests/s",
+            "JS floor requests/s",
+            "Rust floor requests/s",
             "edgehook requests/s",
-            "edgehook / floor",
-            "p99 edgehook / floor",
+            "Rust floor / JS floor",
+            "edgehook / JS floor",
+            "edgehook / Rust floor",
+            "p99 edgehook / JS floor",
         ],
         turns
             .iter()
@@ -330,12 +375,15 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
                 vec![
                     t.c.to_string(),
                     t.n.to_string(),
-                    format!("{:.0}", t.median(|f, _| f.rps)),
-                    format!("{:.0}", t.median(|_, e| e.rps)),
-                    format!("{:.2}", t.median(|f, e| e.rps / f.rps)),
+                    format!("{:.0}", t.median(|r| r.floor.rps)),
+                    format!("{:.0}", t.median(|r| r.rust.rps)),
+                    format!("{:.0}", t.median(|r| r.edge.rps)),
+                    format!("{:.2}", t.median(|r| r.rust.rps / r.floor.rps)),
+                    format!("{:.2}", t.median(|r| r.edge.rps / r.floor.rps)),
+                    format!("{:.2}", t.median(|r| r.edge.rps / r.rust.rps)),
                     format!(
                         "{:.2}",
-                        t.median(|f, e| e.p99.as_secs_f64() / f.p99.as_secs_f64())
+                        t.median(|r| r.edge.p99.as_secs_f64() / r.floor.p99.as_secs_f64())
                     ),
                 ]
             })

@@ -195,14 +195,30 @@ where
     }
 }
 
-/// Sends POSTs for `seconds` with `concurrency` threads; returns every
-/// answered body with the time it was answered, and the load's wall time.
+/// What [`sustained`] saw.
+pub struct Sustained {
+    /// Every body answered with a 2xx, with the time it was answered.
+    pub answered: Vec<(Instant, String)>,
+    /// Requests answered otherwise, or not at all.
+    pub errors: usize,
+    /// The load's wall time.
+    pub wall: Duration,
+}
+
+/// Sends POSTs for `seconds` with `concurrency` threads.
+///
+/// Unpaced, each thread sends its next request as soon as the last is
+/// answered (a closed loop, as fast as the edge answers). Paced at `r` per
+/// second, request `i` is sent no earlier than `i / r` seconds in, by
+/// whichever thread is free: an arrival rate the edge does not set, up to
+/// what `concurrency` threads can carry.
 pub fn sustained<F>(
     base: &str,
     seconds: u64,
     concurrency: usize,
+    per_second: Option<f64>,
     make: F,
-) -> (Vec<(Instant, String)>, Duration)
+) -> Sustained
 where
     F: Fn(usize) -> Req + Send + Sync + 'static,
 {
@@ -216,21 +232,38 @@ where
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut out = Vec::new();
+                let mut errors = 0;
                 while Instant::now() < until {
-                    let req = make(next.fetch_add(1, Ordering::Relaxed));
-                    if let Ok(text) = send(&agent, &base, req) {
-                        out.push((Instant::now(), text));
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if let Some(rate) = per_second {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate);
+                        if due >= until {
+                            break;
+                        }
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
+                    let req = make(i);
+                    match send(&agent, &base, req) {
+                        Ok(text) => out.push((Instant::now(), text)),
+                        Err(_) => errors += 1,
                     }
                 }
-                out
+                (out, errors)
             })
         })
         .collect();
     let mut all = Vec::new();
+    let mut errors = 0;
     for h in handles {
-        all.extend(h.join().expect("load thread"));
+        let (out, e) = h.join().expect("load thread");
+        all.extend(out);
+        errors += e;
     }
-    (all, started.elapsed())
+    Sustained {
+        answered: all,
+        errors,
+        wall: started.elapsed(),
+    }
 }
 
 /// The `p` quantile of sorted durations (zero when empty).

@@ -3,7 +3,8 @@
 //!
 //! 1. Ingest under `wrangler dev`: a do-nothing Worker, the JavaScript floor
 //!    (`bench/floor/floor.js`, reaching its Durable Object by fetch and by
-//!    RPC) and edgehook, without routes, with one and three routes (runs
+//!    RPC), the Rust floor (`bench/floor-rust`: the same admission written
+//!    with workers-rs, as edgehook is) and edgehook, without routes, with one and three routes (runs
 //!    dispatched to a local target while the load runs) and with three
 //!    paused routes, and duplicates.
 //! 2. Ingest under Miniflare's API (no wrangler proxy or inspector, closer
@@ -11,14 +12,17 @@
 //!    edgehook over GitHub and Stripe signatures, 2 KB and 256 KB bodies,
 //!    new and duplicate deliveries.
 //!
-//! Both ingest sections end with the RPC floor and edgehook taking turns,
+//! Both ingest sections end with the two floors and edgehook taking turns,
 //! `BENCH_ROUNDS` rounds (3) of new GitHub 2 KB deliveries, side by side:
 //! the medians of those rounds are the ratios least moved by the machine's
 //! drift.
 //! 3. Dispatch, sustained: runs delivered per second against deliveries
 //!    acknowledged per second over the load's steady window (its last five
 //!    sixths), the runs not yet delivered when it ended, and the lag from
-//!    acknowledgement to the target's receipt.
+//!    acknowledgement to the target's receipt. Closed loops under both
+//!    runtimes, the JavaScript floor with a do-nothing consumer under
+//!    Miniflare (what its local queue itself delivers), and a load paced at
+//!    three quarters of edgehook's closed-loop rate under Miniflare.
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
 //!    never ran, then delivered after a restart.
 //! 5. Growth: ingest into ledgers of about 200, 100,000 and 1,000,000
@@ -135,6 +139,16 @@ fn main() {
         wasm.len(),
         gzip_len(&wasm)
     ));
+    // The Rust floor, built and stripped the same way: what workers-rs and
+    // wasm-bindgen weigh before any of edgehook's code.
+    if let Ok(floor) = std::fs::read(root().join("target/floor-rust/index_bg.wasm")) {
+        report.line(format!(
+            "For reference, the Rust floor (`bench/floor-rust`: workers-rs, an HMAC, one SQL \
+             insert, one queue send): {} bytes raw, {} bytes gzipped.\n",
+            floor.len(),
+            gzip_len(&floor)
+        ));
+    }
     report.line(format!(
         "(`make bench`, {:.0} s on this machine, {} cores)",
         started.elapsed().as_secs_f64(),

@@ -49,7 +49,8 @@ pub enum Runtime {
     /// `wrangler dev` with the `wrangler.toml` in the edge's directory.
     Wrangler,
     /// `node bench/miniflare.mjs <worker>`: `edgehook`,
-    /// `edgehook-without-consumer`, `noop`, `floor-rpc` or `floor-fetch`.
+    /// `edgehook-without-consumer`, `noop`, `floor-rpc`, `floor-fetch`,
+    /// `floor-rust` or `floor-rpc-consumer`.
     Miniflare(&'static str),
 }
 
@@ -134,10 +135,11 @@ impl Edge {
         )
     }
 
-    /// Starts a benchmark reference Worker: `noop`, or the JavaScript floor
-    /// (`bench/floor/floor.js`, `floor-rpc` or `floor-fetch`) verifying
-    /// GitHub signatures made with `secret`; under `wrangler dev` or
-    /// Miniflare.
+    /// Starts a benchmark reference Worker: `noop`, the JavaScript floor
+    /// (`bench/floor/floor.js`, `floor-rpc` or `floor-fetch`) or the Rust
+    /// floor (`bench/floor-rust`, built by `make bench`, `floor-rust`)
+    /// verifying GitHub signatures made with `secret`; under `wrangler dev`
+    /// or Miniflare.
     pub fn start_reference(worker: &'static str, secret: &str, miniflare: bool) -> Edge {
         let dir = new_dir("edgehook-ref");
         std::fs::write(dir.join(".dev.vars"), format!("FLOOR_SECRET={secret}\n"))
@@ -171,10 +173,35 @@ impl Edge {
                 root.join("bench/floor/floor.js").display(),
                 worker.trim_start_matches("floor-"),
             ),
+            "floor-rust" => format!(
+                "name = \"floor-rust\"\nmain = \"{}\"\ncompatibility_date = \"2026-04-01\"\n\
+                 [[durable_objects.bindings]]\nname = \"LEDGER\"\nclass_name = \"Ledger\"\n\
+                 [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"Ledger\"]\n\
+                 [[queues.producers]]\nbinding = \"RUNS\"\nqueue = \"floor-runs\"\n",
+                root.join("target/floor-rust/entry.mjs").display(),
+            ),
             other => panic!("no reference Worker {other}"),
         };
         std::fs::write(dir.join("wrangler.toml"), config).expect("write wrangler.toml");
         Edge::run(dir, String::new(), String::new(), Runtime::Wrangler)
+    }
+
+    /// Starts the RPC floor under Miniflare with a do-nothing consumer of
+    /// its queue that POSTs each message's delivery id (as `webhook-id`) to
+    /// `target`: the local queue's own pace, for the dispatch section.
+    pub fn start_floor_consumer(secret: &str, target: &str) -> Edge {
+        let dir = new_dir("edgehook-ref");
+        std::fs::write(
+            dir.join(".dev.vars"),
+            format!("FLOOR_SECRET={secret}\nFLOOR_TARGET={target}\n"),
+        )
+        .expect("write .dev.vars");
+        Edge::run(
+            dir,
+            String::new(),
+            String::new(),
+            Runtime::Miniflare("floor-rpc-consumer"),
+        )
     }
 
     /// Starts `runtime` in `dir`, which holds its config.
@@ -263,9 +290,13 @@ impl Edge {
                     .arg(self.dir.join("state"))
                     .env("ADMIN_TOKEN", &self.admin_token)
                     .env("DISPATCH_SECRET", &self.dispatch_secret);
+                // A reference Worker's variables (`FLOOR_*`) are in its
+                // `.dev.vars`, as for `wrangler dev`.
                 let vars = std::fs::read_to_string(self.dir.join(".dev.vars")).unwrap_or_default();
-                if let Some(secret) = vars.lines().find_map(|l| l.strip_prefix("FLOOR_SECRET=")) {
-                    cmd.env("FLOOR_SECRET", secret);
+                for (name, value) in vars.lines().filter_map(|l| l.split_once('=')) {
+                    if name.starts_with("FLOOR_") {
+                        cmd.env(name, value);
+                    }
                 }
                 cmd
             }

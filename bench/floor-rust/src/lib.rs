@@ -1,0 +1,174 @@
+//! The Rust floor for `make bench`: `bench/floor/floor.js`'s admission
+//! written with workers-rs, the way edgehook is built.
+//!
+//! It verifies a GitHub signature (HMAC-SHA-256 in Wasm, as edgehook does),
+//! hands the delivery to a SQLite Durable Object by JavaScript RPC (through
+//! `entry.mjs`, as edgehook's Trigger), inserts it there unless its id is
+//! known, sets an alarm if none is set and sends one queue message. Nothing
+//! else. Against the JavaScript floor it measures what Rust, Wasm and
+//! wasm-bindgen cost on this platform before any of edgehook's own work;
+//! against edgehook, what edgehook's work costs.
+// `#[durable_object]` generates undocumented public glue.
+#![allow(missing_docs)]
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use worker::wasm_bindgen::prelude::wasm_bindgen;
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{
+    durable_object, event, js_sys, Context, DurableObject, Env, Request, Response, Result,
+    SqlStorageValue, State,
+};
+
+/// The header GitHub signs with.
+const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+/// The header that names a GitHub delivery.
+const DELIVERY_HEADER: &str = "x-github-delivery";
+
+/// Whether `header` is `sha256=` and the hex HMAC-SHA-256 of `body` under
+/// `secret`, compared in constant time.
+fn verified(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(sig) = header
+        .and_then(|h| h.strip_prefix("sha256="))
+        .and_then(|h| hex::decode(h).ok())
+    else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+fn json(status: u16, text: &str) -> Result<Response> {
+    let resp = Response::from_bytes(text.as_bytes().to_vec())?.with_status(status);
+    resp.headers().set("content-type", "application/json")?;
+    Ok(resp)
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A `Ledger` object's stub, seen through its RPC method.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type LedgerRpc;
+
+    /// `Ledger.admit(id, body)`: whether the delivery was new.
+    #[wasm_bindgen(method, catch)]
+    fn admit(
+        this: &LedgerRpc,
+        id: &str,
+        body: &JsValue,
+    ) -> std::result::Result<js_sys::Promise, JsValue>;
+}
+
+/// The Worker: verify, then admit by RPC.
+#[event(fetch)]
+pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let path = req.path();
+    if path == "/healthz" {
+        return json(200, r#"{"ok":true}"#);
+    }
+    let body = req.bytes().await?;
+    let secret = env.secret("FLOOR_SECRET")?.to_string();
+    let signature = req.headers().get(SIGNATURE_HEADER)?;
+    if !verified(secret.as_bytes(), &body, signature.as_deref()) {
+        return json(401, r#"{"error":"invalid_signature"}"#);
+    }
+    let Some(id) = req.headers().get(DELIVERY_HEADER)? else {
+        return json(400, r#"{"error":"missing_delivery_id"}"#);
+    };
+    let stub = env
+        .durable_object("LEDGER")?
+        .id_from_name(&path)?
+        .get_stub()?;
+    let rpc: LedgerRpc = stub.into_rpc();
+    let fresh = JsFuture::from(rpc.admit(&id, &js_sys::Uint8Array::from(&body[..]).into())?)
+        .await?
+        .as_bool()
+        .unwrap_or(false);
+    json(
+        200,
+        if fresh {
+            r#"{"status":"accepted"}"#
+        } else {
+            r#"{"status":"duplicate"}"#
+        },
+    )
+}
+
+/// One ledger: deliveries by id.
+#[durable_object]
+pub struct Ledger {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for Ledger {
+    fn new(state: State, env: Env) -> Self {
+        state
+            .storage()
+            .sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS deliveries (id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL)",
+                None,
+            )
+            .expect("create the deliveries table");
+        Ledger { state, env }
+    }
+
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        json(404, r#"{"error":"rpc_only"}"#)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        Response::ok("")
+    }
+}
+
+#[wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
+impl Ledger {
+    /// Inserts the delivery unless its id is known; a new one gets an alarm
+    /// (the re-send guarantee) and its queue message.
+    #[wasm_bindgen(js_name = admit)]
+    pub async fn admit_rpc(
+        &self,
+        id: String,
+        body: js_sys::Uint8Array,
+    ) -> std::result::Result<bool, JsValue> {
+        self.admit(id, body.to_vec())
+            .await
+            .map_err(|e| JsValue::from_str(&e.to_string()))
+    }
+}
+
+impl Ledger {
+    async fn admit(&self, id: String, body: Vec<u8>) -> Result<bool> {
+        let now = js_sys::Date::now() as i64;
+        let storage = self.state.storage();
+        let cursor = storage.sql().exec(
+            "INSERT INTO deliveries (id, received_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            vec![
+                SqlStorageValue::String(id.clone()),
+                SqlStorageValue::Integer(now),
+                SqlStorageValue::Blob(body),
+            ],
+        )?;
+        let fresh = cursor.rows_written() > 0;
+        if fresh {
+            if storage.get_alarm().await?.is_none() {
+                storage.set_alarm(now + 60_000).await?;
+            }
+            self.env
+                .queue("RUNS")?
+                .send(std::collections::HashMap::from([("id", id)]))
+                .await?;
+        }
+        Ok(fresh)
+    }
+}
