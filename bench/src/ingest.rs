@@ -395,21 +395,18 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
 /// The RPC floor and edgehook run side by side (Miniflare, or `wrangler
 /// dev` with `BENCH_PROBE=wrangler`) and take turns, `BENCH_ROUNDS` rounds
 /// of `requests` new GitHub 2 KB deliveries at concurrency `c`, so both see
-/// the same machine; the median ratio is printed.
+/// the same machine; the median ratio is printed. `BENCH_PROBE_CONSUMER=0`
+/// runs edgehook without its queue consumer, as the floor has none.
 pub fn probe(report: &mut Report, requests: usize, c: usize) {
     let miniflare = std::env::var("BENCH_PROBE").map_or(true, |v| v != "wrangler");
     let rounds = env_num("BENCH_ROUNDS", 3);
     let floor = Edge::start_reference("floor-rpc", SECRET, miniflare);
-    let edge = if miniflare {
-        Edge::start_miniflare(
-            if std::env::var("BENCH_PROBE_CONSUMER").is_ok_and(|v| v == "0") {
-                "edgehook-without-consumer"
-            } else {
-                "edgehook"
-            },
-        )
-    } else {
-        Edge::start()
+    let consumer = std::env::var("BENCH_PROBE_CONSUMER").map_or(true, |v| v != "0");
+    let edge = match (miniflare, consumer) {
+        (true, true) => Edge::start_miniflare("edgehook"),
+        (true, false) => Edge::start_miniflare("edgehook-without-consumer"),
+        (false, true) => Edge::start(),
+        (false, false) => Edge::start_without_consumer(),
     };
     let id = bench_trigger(&edge, Provider::GitHub);
     let mut ratios = Vec::new();
