@@ -34,8 +34,8 @@ pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
 /// Refuses a request whose declared `Content-Length` is over `limit` (or
 /// not a number), before any of its body is read; returns the declared
 /// length, if any.
-pub fn check_declared_length(req: &Request, limit: u64) -> ApiResult<Option<u64>> {
-    match req.headers().get("content-length") {
+pub fn check_declared_length(headers: &Headers, limit: u64) -> ApiResult<Option<u64>> {
+    match headers.get("content-length") {
         Ok(Some(len)) => match len.trim().parse::<u64>() {
             Ok(n) if n <= limit => Ok(Some(n)),
             _ => Err(ApiError::PayloadTooLarge { limit }),
@@ -63,7 +63,7 @@ pub fn handled(promise: worker::js_sys::Promise) -> worker::js_sys::Promise {
 /// Reads the whole body, refusing more than `limit` bytes as it streams, so a
 /// body without `Content-Length` cannot exhaust memory.
 pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
-    check_declared_length(req, limit)?;
+    check_declared_length(req.headers(), limit)?;
     read_body(req, limit, Overflow::Refuse, false).await
 }
 
@@ -74,7 +74,7 @@ pub async fn read_body_limited(req: &mut Request, limit: u64) -> ApiResult<Vec<u
 /// stream outside any handler ("Network connection lost"). The edge stops at
 /// its hard limit, so the drain ends.
 pub async fn read_body_or_drain(req: &mut Request, limit: u64) -> ApiResult<Vec<u8>> {
-    match check_declared_length(req, limit) {
+    match check_declared_length(req.headers(), limit) {
         // A body whose length is declared (and within `limit`) is read whole
         // in one call: HTTP framing bounds it by the declared length, and
         // one copy into Wasm beats pumping its chunks through a stream

@@ -26,14 +26,15 @@ mod sqlrow;
 mod trigger;
 mod wire;
 
-use worker::{event, Context, Env, MessageBatch, Request, Response};
+use worker::{event, web_sys, Context, Env, MessageBatch, Response};
 
 pub use registry::Registry;
 pub use trigger::Trigger;
 
-/// HTTP entry point.
+/// HTTP entry point. It takes the runtime's request as it is (see
+/// [`edge::handle`]).
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     Ok(match edge::handle(req, env).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

@@ -17,7 +17,7 @@ use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
-    durable_object, event, js_sys, Context, DurableObject, Env, Request, Response, Result,
+    durable_object, event, js_sys, web_sys, Context, DurableObject, Env, Request, Response, Result,
     SqlStorageValue, State,
 };
 
@@ -63,28 +63,41 @@ extern "C" {
     ) -> std::result::Result<js_sys::Promise, JsValue>;
 }
 
-/// The Worker: verify, then admit by RPC.
+/// The path of a URL as the runtime serializes it: from the first `/` after
+/// the host to the query.
+fn path_of(url: &str) -> &str {
+    let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    path.split(['?', '#']).next().unwrap_or("/")
+}
+
+/// The Worker: verify, then admit by RPC. It takes the runtime's request as
+/// it is, as edgehook's edge does: a `worker::Request` would read the `cf`
+/// object, which neither floor needs.
 #[event(fetch)]
-pub async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let path = req.path();
+pub async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Response> {
+    let url = req.url();
+    let path = path_of(&url);
     if path == "/healthz" {
         return json(200, r#"{"ok":true}"#);
     }
-    let body = req.bytes().await?;
+    let buffer = JsFuture::from(req.array_buffer()?).await?;
+    let body = js_sys::Uint8Array::new(&buffer).to_vec();
     let secret = env.secret("FLOOR_SECRET")?.to_string();
-    let signature = req.headers().get(SIGNATURE_HEADER)?;
+    let headers = req.headers();
+    let signature = headers.get(SIGNATURE_HEADER)?;
     if !verified(secret.as_bytes(), &body, signature.as_deref()) {
         return json(401, r#"{"error":"invalid_signature"}"#);
     }
-    let Some(id) = req.headers().get(DELIVERY_HEADER)? else {
+    let Some(id) = headers.get(DELIVERY_HEADER)? else {
         return json(400, r#"{"error":"missing_delivery_id"}"#);
     };
     let stub = env
         .durable_object("LEDGER")?
-        .id_from_name(&path)?
+        .id_from_name(path)?
         .get_stub()?;
     let rpc: LedgerRpc = stub.into_rpc();
-    let fresh = JsFuture::from(rpc.admit(&id, &js_sys::Uint8Array::from(&body[..]).into())?)
+    let fresh = JsFuture::from(rpc.admit(&id, &buffer)?)
         .await?
         .as_bool()
         .unwrap_or(false);
@@ -139,9 +152,9 @@ impl Ledger {
     pub async fn admit_rpc(
         &self,
         id: String,
-        body: js_sys::Uint8Array,
+        body: js_sys::ArrayBuffer,
     ) -> std::result::Result<bool, JsValue> {
-        self.admit(id, body.to_vec())
+        self.admit(id, js_sys::Uint8Array::new(&body).to_vec())
             .await
             .map_err(|e| JsValue::from_str(&e.to_string()))
     }
