@@ -14,17 +14,40 @@ use crate::error::{ApiError, ApiResult};
 /// the client and never stored.
 pub const INTERNAL_PREFIX: &str = "x-edgehook-internal-";
 
+/// The content type of JSON answers.
+const JSON: &str = "application/json";
+
+thread_local! {
+    /// A JSON answer's headers, made once per isolate: each answer copies
+    /// them in one call, where setting them one by one costs a call and two
+    /// strings decoded each (about 1% of an ingest's CPU).
+    static JSON_HEADERS: worker::web_sys::Headers = answer_headers(JSON).0;
+}
+
+/// The headers of every answer: its content type, and no caching.
+fn answer_headers(content_type: &str) -> Headers {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", content_type);
+    let _ = headers.set("cache-control", "no-store");
+    headers
+}
+
 /// A JSON response with `status`. Infallible: no response path can panic.
 pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Response {
     let text = serde_json::to_vec(body).unwrap_or_else(|_| br#"{"error":"internal"}"#.to_vec());
-    bytes(status, "application/json", text)
+    bytes(status, JSON, text)
 }
 
 /// A response with a body of `content_type`.
 pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", content_type);
-    let _ = headers.set("cache-control", "no-store");
+    let headers = if content_type == JSON {
+        JSON_HEADERS.with(|template| {
+            worker::web_sys::Headers::new_with_headers(template)
+                .map_or_else(|_| answer_headers(JSON), Headers)
+        })
+    } else {
+        answer_headers(content_type)
+    };
     Response::builder()
         .with_status(status)
         .with_headers(headers)
