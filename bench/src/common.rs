@@ -104,6 +104,15 @@ pub fn github_load(base: &str, path: &str, n: usize, concurrency: usize, size: u
     load(base, n, concurrency, move |i| s.request(i, true))
 }
 
+/// Errors by kind, as `n×kind, …` ("0" for none).
+pub fn error_kinds(kinds: &std::collections::BTreeMap<String, usize>) -> String {
+    if kinds.is_empty() {
+        return "0".to_string();
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n}×{k}")).collect();
+    kinds.join(", ")
+}
+
 pub fn row(name: &str, l: &Load, baseline: Option<&Load>, floor: Option<&Load>) -> Vec<String> {
     let ratio = |b: Option<&Load>| b.map_or("".into(), |b| format!("{:.2}", l.rps / b.rps));
     vec![
@@ -111,16 +120,7 @@ pub fn row(name: &str, l: &Load, baseline: Option<&Load>, floor: Option<&Load>) 
         format!("{:.0}", l.rps),
         ms(l.p50),
         ms(l.p99),
-        if l.errors == 0 {
-            "0".to_string()
-        } else {
-            let kinds: Vec<String> = l
-                .error_kinds
-                .iter()
-                .map(|(k, n)| format!("{n}×{k}"))
-                .collect();
-            kinds.join(", ")
-        },
+        error_kinds(&l.error_kinds),
         ratio(baseline),
         ratio(floor),
         floor.map_or("".into(), |f| {

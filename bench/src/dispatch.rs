@@ -131,7 +131,7 @@ fn measure(
     let last = first_call.values().max().copied().unwrap_or(load_end);
     vec![
         format!("{acked_rate:.0}"),
-        errors.to_string(),
+        error_kinds(&errors),
         format!("{delivered_rate:.0}"),
         format!("{:.2}", delivered_rate / acked_rate.max(1e-9)),
         behind.to_string(),

@@ -199,8 +199,9 @@ where
 pub struct Sustained {
     /// Every body answered with a 2xx, with the time it was answered.
     pub answered: Vec<(Instant, String)>,
-    /// Requests answered otherwise, or not at all.
-    pub errors: usize,
+    /// Requests answered otherwise, or not at all, by kind (a status code,
+    /// or "transport").
+    pub errors: std::collections::BTreeMap<String, usize>,
     /// The load's wall time.
     pub wall: Duration,
 }
@@ -232,7 +233,7 @@ where
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut out = Vec::new();
-                let mut errors = 0;
+                let mut errors = Vec::new();
                 while Instant::now() < until {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if let Some(rate) = per_second {
@@ -245,7 +246,7 @@ where
                     let req = make(i);
                     match send(&agent, &base, req) {
                         Ok(text) => out.push((Instant::now(), text)),
-                        Err(_) => errors += 1,
+                        Err(kind) => errors.push(kind),
                     }
                 }
                 (out, errors)
@@ -253,11 +254,13 @@ where
         })
         .collect();
     let mut all = Vec::new();
-    let mut errors = 0;
+    let mut errors = std::collections::BTreeMap::new();
     for h in handles {
         let (out, e) = h.join().expect("load thread");
         all.extend(out);
-        errors += e;
+        for kind in e {
+            *errors.entry(kind).or_insert(0) += 1;
+        }
     }
     Sustained {
         answered: all,
