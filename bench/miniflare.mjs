@@ -4,9 +4,10 @@
 //
 //   node bench/miniflare.mjs <worker> <port> <state-dir>
 //
-// where <worker> is a key of `workers` below, with ADMIN_TOKEN and DISPATCH_SECRET (edgehook) or FLOOR_SECRET (the
-// floors; FLOOR_TARGET too for floor-rpc-consumer) in the environment, and
-// stops it with a signal. The edgehook bindings mirror wrangler.toml.
+// where <worker> is a key of `workers` below, with ADMIN_TOKEN and
+// DISPATCH_SECRET (edgehook) or FLOOR_SECRET (the floors; FLOOR_TARGET too
+// for floor-rpc-consumer) in the environment, and stops it with a signal.
+// The edgehook bindings mirror wrangler.toml.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Log, LogLevel, Miniflare } from "miniflare";
