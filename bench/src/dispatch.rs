@@ -9,6 +9,15 @@ use serde_json::Value;
 use crate::common::*;
 use crate::load::{load, ms, percentile, sustained, Provider, Signer, Sustained};
 
+/// What one dispatch load measured: the table's row, and the rate
+/// deliveries were acknowledged at over the steady window.
+pub struct Dispatched {
+    /// The row's cells, after its name.
+    pub row: Vec<String>,
+    /// Deliveries acknowledged per second over the steady window.
+    pub acked_rate: f64,
+}
+
 /// Section 3: a sustained load on an edgehook trigger with one route to
 /// `capture`, closed-loop or paced at `per_second`.
 pub fn dispatch_sustained(
@@ -17,7 +26,7 @@ pub fn dispatch_sustained(
     seconds: u64,
     c: usize,
     per_second: Option<f64>,
-) -> Vec<String> {
+) -> Dispatched {
     let tid = bench_trigger(edge, Provider::GitHub);
     let path = format!("/ok/{}", unique("sustained"));
     add_route(edge, &tid, capture, &path, Value::Null);
@@ -35,7 +44,7 @@ pub fn dispatch_sustained(
 /// The same closed-loop load on the JavaScript floor whose do-nothing
 /// consumer POSTs each queue message to `capture`: Miniflare's local queue
 /// with no edgehook code on either side of it.
-fn floor_dispatch(capture: &Capture, seconds: u64, c: usize) -> Vec<String> {
+fn floor_dispatch(capture: &Capture, seconds: u64, c: usize) -> Dispatched {
     let path = format!("/ok/{}", unique("floor-sustained"));
     let floor = Edge::start_floor_consumer(SECRET, &capture.url(&path));
     let s = Signer::new("/hooks/t", SECRET, Provider::GitHub, SMALL, &unique("d"));
@@ -53,7 +62,7 @@ fn measure(
     seconds: u64,
     c: usize,
     per_second: Option<f64>,
-) -> Vec<String> {
+) -> Dispatched {
     // A line a second on stderr: how far dispatch is behind while it runs.
     let watching = std::sync::atomic::AtomicBool::new(true);
     let Sustained {
@@ -129,7 +138,7 @@ fn measure(
             .count()
             .min(acked_at.len());
     let last = first_call.values().max().copied().unwrap_or(load_end);
-    vec![
+    let row = vec![
         format!("{acked_rate:.0}"),
         error_kinds(&errors),
         format!("{delivered_rate:.0}"),
@@ -142,7 +151,8 @@ fn measure(
             "{:.1} s",
             last.saturating_duration_since(load_end).as_secs_f64()
         ),
-    ]
+    ];
+    Dispatched { row, acked_rate }
 }
 
 /// Events per second over `[from, to]`: the least-squares slope of the
@@ -208,34 +218,31 @@ pub fn dispatch_section(report: &mut Report, capture: &Capture, seconds: u64, c:
             .to_string(),
     );
     let mut rows = Vec::new();
+    let mut row = |name: String, d: Dispatched| {
+        let mut r = d.row;
+        r.insert(0, name);
+        rows.push(r);
+        d.acked_rate
+    };
     let closed_loop_rate = {
         let edge = Edge::start_miniflare("edgehook");
-        let mut r = dispatch_sustained(&edge, capture, seconds, c, None);
-        let rate: f64 = r[0].parse().unwrap_or(0.0);
-        r.insert(0, "Miniflare, edgehook, closed loop".into());
-        rows.push(r);
-        rate
+        let d = dispatch_sustained(&edge, capture, seconds, c, None);
+        row("Miniflare, edgehook, closed loop".into(), d)
     };
-    {
-        let mut r = floor_dispatch(capture, seconds, c);
-        r.insert(
-            0,
-            "Miniflare, JavaScript floor and do-nothing consumer, closed loop".into(),
-        );
-        rows.push(r);
-    }
+    row(
+        "Miniflare, JavaScript floor and do-nothing consumer, closed loop".into(),
+        floor_dispatch(capture, seconds, c),
+    );
     {
         let pace = (closed_loop_rate * 0.75).max(10.0).round();
         let edge = Edge::start_miniflare("edgehook");
-        let mut r = dispatch_sustained(&edge, capture, seconds, c, Some(pace));
-        r.insert(0, format!("Miniflare, edgehook, paced at {pace:.0}/s"));
-        rows.push(r);
+        let d = dispatch_sustained(&edge, capture, seconds, c, Some(pace));
+        row(format!("Miniflare, edgehook, paced at {pace:.0}/s"), d);
     }
     {
         let edge = Edge::start();
-        let mut r = dispatch_sustained(&edge, capture, seconds, c, None);
-        r.insert(0, "wrangler dev, edgehook, closed loop".into());
-        rows.push(r);
+        let d = dispatch_sustained(&edge, capture, seconds, c, None);
+        row("wrangler dev, edgehook, closed loop".into(), d);
     }
     report.table(
         &[

@@ -13,8 +13,8 @@
 //! A page of many rows costs one crossing of the Wasm boundary per value
 //! even so: the change feed's pages were mostly that. [`json_select`] wraps
 //! a query so that SQLite itself packs every row into one JSON text, named
-//! by the struct's own fields ([`field_names`]), and [`all_json`] reads
-//! that single value back with `serde_json`.
+//! by the struct's own fields ([`field_names`]); [`JsonPage`] reads that
+//! single value back with `serde_json`, and [`bind_all`] binds its rows.
 
 use serde::de::value::{SeqDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, Visitor};

@@ -250,7 +250,8 @@ impl Ledger {
         query: &str,
         args: Vec<V>,
     ) -> ApiResult<Vec<T>> {
-        let fields = crate::sqlrow::field_names::<T>().unwrap_or_default();
+        let fields = crate::sqlrow::field_names::<T>()
+            .ok_or_else(|| ApiError::internal(context, "a page's row type names no fields"))?;
         let page = self.json_page(context, fields, query, args)?;
         crate::sqlrow::bind_all(page).map_err(|e| ApiError::internal(context, e))
     }
