@@ -89,6 +89,13 @@ workers["floor-rust"] = {
   queueProducers: { RUNS: "floor-runs" },
 };
 
+// The ledger floor: the Rust floor writing the rows edgehook writes for a new
+// delivery, with edgehook's schema and statements (bench/floor-rust's doc).
+workers["floor-rust-ledger"] = {
+  ...workers["floor-rust"],
+  bindings: { FLOOR_SECRET: process.env.FLOOR_SECRET, FLOOR_LEDGER: "edgehook" },
+};
+
 // The RPC floor with a do-nothing consumer of its queue, which POSTs each
 // message to FLOOR_TARGET: what Miniflare's local queue delivers under a
 // load, with no edgehook code on either side of it.

@@ -26,15 +26,18 @@ pub fn wrangler_ingest(report: &mut Report, requests: usize, c: usize, capture: 
     let edge = Edge::start();
     let id = bench_trigger(&edge, Provider::GitHub);
     let fresh = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+    let ledger = Edge::start_reference("floor-rust-ledger", SECRET, false);
     let turns = take_turns(
         &Contenders {
             floor: &kept[0],
             rust: &kept[1],
+            ledger: &ledger,
             edge: &edge,
         },
         &[(c, requests)],
     );
     drop(kept);
+    drop(ledger);
     let s = signer(&id, Provider::GitHub, SMALL);
     let dups = load(&edge.base, requests, c, move |i| s.request(i, false));
 
@@ -253,9 +256,11 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
     }
     report.table(&LOAD_HEADER, rows);
     let plan: Vec<(usize, usize)> = levels.iter().map(|&c| (c, size_n(c, SMALL))).collect();
+    let ledger = Edge::start_reference("floor-rust-ledger", SECRET, true);
     let on = Contenders {
         floor: &kept[0],
         rust: &kept[1],
+        ledger: &ledger,
         edge: &edge,
     };
     turns_table(report, &take_turns(&on, &plan));
@@ -290,6 +295,8 @@ pub struct Round {
     pub floor: Load,
     /// The Rust floor (`bench/floor-rust`), by RPC.
     pub rust: Load,
+    /// The ledger floor: the Rust floor writing edgehook's rows.
+    pub ledger: Load,
     /// edgehook.
     pub edge: Load,
 }
@@ -313,20 +320,22 @@ impl Turns {
     }
 }
 
-/// The three Workers that take turns.
+/// The four Workers that take turns.
 pub struct Contenders<'a> {
     /// The JavaScript floor, by RPC.
     pub floor: &'a Edge,
     /// The Rust floor, by RPC.
     pub rust: &'a Edge,
+    /// The ledger floor (`floor-rust-ledger`).
+    pub ledger: &'a Edge,
     /// edgehook.
     pub edge: &'a Edge,
 }
 
-/// The JavaScript floor, the Rust floor and edgehook take turns:
-/// `BENCH_ROUNDS` rounds (3 by default) at each `(concurrency, requests)`
-/// of `plan`, each round a load of new GitHub 2 KB deliveries on each in
-/// turn. All three run side by side, so every round compares them on the
+/// The JavaScript floor, the Rust floor, the ledger floor and edgehook take
+/// turns: `BENCH_ROUNDS` rounds (3 by default) at each `(concurrency,
+/// requests)` of `plan`, each round a load of new GitHub 2 KB deliveries on
+/// each in turn. All four run side by side, so every round compares them on the
 /// machine as it is at that moment: the single loads of the main table are
 /// minutes apart, and this machine drifts by a third over minutes.
 fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
@@ -340,6 +349,7 @@ fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
                 .map(|_| Round {
                     floor: github_load(&on.floor.base, "/hooks/t", n, c, SMALL),
                     rust: github_load(&on.rust.base, "/hooks/t", n, c, SMALL),
+                    ledger: github_load(&on.ledger.base, "/hooks/t", n, c, SMALL),
                     edge: github_load(&on.edge.base, &format!("/hooks/{id}"), n, c, SMALL),
                 })
                 .collect(),
@@ -352,10 +362,12 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
     let rounds = turns.first().map_or(0, |t| t.rounds.len());
     report.line(format!(
         "The JavaScript floor, the Rust floor (the same admission written with workers-rs, \
-         `bench/floor-rust`) and edgehook, new GitHub 2 KB deliveries taking turns, {rounds} \
-         rounds each (medians over rounds). Rust floor / JS floor is what Rust, Wasm and \
-         wasm-bindgen cost on this platform before any of edgehook's own work; edgehook / Rust \
-         floor is what edgehook's work costs.\n"
+         `bench/floor-rust`), the ledger floor (the Rust floor writing, with edgehook's schema \
+         and statements, the rows edgehook writes for a new delivery: its dedupe lookup, \
+         counters, delivery row, body and run) and edgehook, new GitHub 2 KB deliveries taking \
+         turns, {rounds} rounds each (medians over rounds). Rust floor / JS floor is what Rust, \
+         Wasm and wasm-bindgen cost on this platform; ledger floor / Rust floor what edgehook's \
+         rows cost; edgehook / ledger floor what all of edgehook's other work costs.\n"
     ));
     report.table(
         &[
@@ -363,10 +375,13 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
             "requests a turn",
             "JS floor requests/s",
             "Rust floor requests/s",
+            "ledger floor requests/s",
             "edgehook requests/s",
             "Rust floor / JS floor",
+            "ledger floor / JS floor",
             "edgehook / JS floor",
-            "edgehook / Rust floor",
+            "ledger floor / Rust floor",
+            "edgehook / ledger floor",
             "p99 edgehook / JS floor",
         ],
         turns
@@ -377,10 +392,13 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
                     t.n.to_string(),
                     format!("{:.0}", t.median(|r| r.floor.rps)),
                     format!("{:.0}", t.median(|r| r.rust.rps)),
+                    format!("{:.0}", t.median(|r| r.ledger.rps)),
                     format!("{:.0}", t.median(|r| r.edge.rps)),
                     format!("{:.2}", t.median(|r| r.rust.rps / r.floor.rps)),
+                    format!("{:.2}", t.median(|r| r.ledger.rps / r.floor.rps)),
                     format!("{:.2}", t.median(|r| r.edge.rps / r.floor.rps)),
-                    format!("{:.2}", t.median(|r| r.edge.rps / r.rust.rps)),
+                    format!("{:.2}", t.median(|r| r.ledger.rps / r.rust.rps)),
+                    format!("{:.2}", t.median(|r| r.edge.rps / r.ledger.rps)),
                     format!(
                         "{:.2}",
                         t.median(|r| r.edge.p99.as_secs_f64() / r.floor.p99.as_secs_f64())

@@ -26,6 +26,7 @@ pub mod provider;
 pub mod query;
 pub mod route;
 pub mod run;
+pub mod schema;
 pub mod secret;
 pub mod stats;
 pub mod time;

@@ -50,7 +50,7 @@ pub enum Runtime {
     Wrangler,
     /// `node bench/miniflare.mjs <worker>`: `edgehook`,
     /// `edgehook-without-consumer`, `noop`, `floor-rpc`, `floor-fetch`,
-    /// `floor-rust` or `floor-rpc-consumer`.
+    /// `floor-rust`, `floor-rust-ledger` or `floor-rpc-consumer`.
     Miniflare(&'static str),
 }
 
@@ -137,9 +137,9 @@ impl Edge {
 
     /// Starts a benchmark reference Worker: `noop`, the JavaScript floor
     /// (`bench/floor/floor.js`, `floor-rpc` or `floor-fetch`) or the Rust
-    /// floor (`bench/floor-rust`, built by `make bench`, `floor-rust`)
-    /// verifying GitHub signatures made with `secret`; under `wrangler dev`
-    /// or Miniflare.
+    /// floor (`bench/floor-rust`, built by `make bench`: `floor-rust`, or
+    /// `floor-rust-ledger` writing edgehook's rows) verifying GitHub
+    /// signatures made with `secret`; under `wrangler dev` or Miniflare.
     pub fn start_reference(worker: &'static str, secret: &str, miniflare: bool) -> Edge {
         let dir = new_dir("edgehook-ref");
         std::fs::write(dir.join(".dev.vars"), format!("FLOOR_SECRET={secret}\n"))
@@ -173,12 +173,18 @@ impl Edge {
                 root.join("bench/floor/floor.js").display(),
                 worker.trim_start_matches("floor-"),
             ),
-            "floor-rust" => format!(
+            "floor-rust" | "floor-rust-ledger" => format!(
                 "name = \"floor-rust\"\nmain = \"{}\"\ncompatibility_date = \"2026-04-01\"\n\
+                 [vars]\nFLOOR_LEDGER = \"{}\"\n\
                  [[durable_objects.bindings]]\nname = \"LEDGER\"\nclass_name = \"Ledger\"\n\
                  [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"Ledger\"]\n\
                  [[queues.producers]]\nbinding = \"RUNS\"\nqueue = \"floor-runs\"\n",
                 root.join("target/floor-rust/entry.mjs").display(),
+                if worker == "floor-rust-ledger" {
+                    "edgehook"
+                } else {
+                    "none"
+                },
             ),
             other => panic!("no reference Worker {other}"),
         };

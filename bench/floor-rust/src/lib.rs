@@ -8,6 +8,13 @@
 //! else. Against the JavaScript floor it measures what Rust, Wasm and
 //! wasm-bindgen cost on this platform before any of edgehook's own work;
 //! against edgehook, what edgehook's work costs.
+//!
+//! With the variable `FLOOR_LEDGER = "edgehook"` it is the ledger floor: the
+//! object has edgehook's schema (`edgehook_core::schema`) and admits a new
+//! delivery with edgehook's statements, in edgehook's order: the dedupe
+//! holder lookup, the counters, the delivery row, its body and one run. That
+//! is the least work any Worker storing what edgehook's ledger stores does;
+//! against edgehook it measures everything edgehook does besides its SQL.
 // `#[durable_object]` generates undocumented public glue.
 #![allow(missing_docs)]
 
@@ -116,19 +123,50 @@ pub async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Res
 pub struct Ledger {
     state: State,
     env: Env,
+    /// Whether this is the ledger floor (`FLOOR_LEDGER = "edgehook"`).
+    edgehook_rows: bool,
 }
+
+/// The headers a GitHub delivery's row stores, as edgehook stores them:
+/// a JSON list of pairs, the signature reduced to a fingerprint.
+const STORED_HEADERS: &str = r#"[["accept","*/*"],["content-type","application/json"],["user-agent","GitHub-Hookshot/0000000"],["x-github-delivery","00000000-0000-0000-0000-000000000000"],["x-github-event","push"],["x-github-hook-id","000000000"],["x-hub-signature-256","sha256:00000000"]]"#;
 
 impl DurableObject for Ledger {
     fn new(state: State, env: Env) -> Self {
-        state
-            .storage()
-            .sql()
-            .exec(
+        let edgehook_rows = env
+            .var("FLOOR_LEDGER")
+            .is_ok_and(|v| v.to_string() == "edgehook");
+        let sql = state.storage().sql();
+        if edgehook_rows {
+            // Every step, on a new object only: some steps add columns,
+            // which cannot run twice.
+            let fresh = sql
+                .exec(
+                    "SELECT name FROM sqlite_master WHERE name = 'deliveries'",
+                    None,
+                )
+                .map(|c| c.raw().next().is_none())
+                .expect("read the schema");
+            if fresh {
+                for stmt in edgehook_core::schema::MIGRATIONS
+                    .iter()
+                    .flat_map(|s| s.iter())
+                {
+                    sql.exec(stmt, None).expect("create edgehook's schema");
+                }
+            }
+        } else {
+            sql.exec(
                 "CREATE TABLE IF NOT EXISTS deliveries (id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL)",
                 None,
             )
             .expect("create the deliveries table");
-        Ledger { state, env }
+        }
+        Ledger {
+            state,
+            env,
+            edgehook_rows,
+        }
     }
 
     async fn fetch(&self, _req: Request) -> Result<Response> {
@@ -164,15 +202,22 @@ impl Ledger {
     async fn admit(&self, id: String, body: Vec<u8>) -> Result<bool> {
         let now = js_sys::Date::now() as i64;
         let storage = self.state.storage();
-        let cursor = storage.sql().exec(
-            "INSERT INTO deliveries (id, received_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            vec![
-                SqlStorageValue::String(id.clone()),
-                SqlStorageValue::Integer(now),
-                SqlStorageValue::Blob(body),
-            ],
-        )?;
-        let fresh = cursor.rows_written() > 0;
+        let fresh = if self.edgehook_rows {
+            self.insert_as_edgehook(&id, now, body)?
+        } else {
+            storage
+                .sql()
+                .exec(
+                    "INSERT INTO deliveries (id, received_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    vec![
+                        SqlStorageValue::String(id.clone()),
+                        SqlStorageValue::Integer(now),
+                        SqlStorageValue::Blob(body),
+                    ],
+                )?
+                .rows_written()
+                > 0
+        };
         if fresh {
             if storage.get_alarm().await?.is_none() {
                 storage.set_alarm(now + 60_000).await?;
@@ -183,5 +228,89 @@ impl Ledger {
                 .await?;
         }
         Ok(fresh)
+    }
+}
+
+thread_local! {
+    /// The holder query, made once, as edgehook makes it.
+    static FIND_HOLDER: String = edgehook_core::schema::find_holder_query();
+}
+
+impl Ledger {
+    /// edgehook's admission of a new GitHub delivery with one run, statement
+    /// for statement (`worker/src/ledger`): whether it was new.
+    fn insert_as_edgehook(&self, id: &str, now: i64, body: Vec<u8>) -> Result<bool> {
+        use edgehook_core::schema;
+        use SqlStorageValue as V;
+        let sql = self.state.storage().sql();
+        // A GitHub delivery's dedupe key is its delivery id.
+        let key = id.to_string();
+        let held = FIND_HOLDER.with(|q| {
+            sql.exec(
+                q,
+                vec![V::String(key.clone()), V::Integer(now - 86_400_000)],
+            )
+            .map(|c| c.raw().next().is_some())
+        })?;
+        if held {
+            return Ok(false);
+        }
+        let size = edgehook_core::ingest::stored_size(STORED_HEADERS.len(), body.len()) as i64;
+        let mut seq = None;
+        for row in sql
+            .exec(
+                schema::COUNT_STORED_BYTES,
+                vec![V::Integer(size), V::Integer(i64::MAX)],
+            )?
+            .raw()
+        {
+            if let [V::String(name), V::Integer(value)] = row?.as_slice() {
+                if name == "seq" {
+                    seq = Some(*value);
+                }
+            }
+        }
+        let seq = seq.ok_or_else(|| worker::Error::RustError("no seq counter".into()))?;
+        let run_id = format!("run_{id}");
+        let text = |t: &str| V::String(t.to_string());
+        sql.exec(
+            schema::INSERT_DELIVERY,
+            vec![
+                text(id),
+                V::Integer(seq),
+                V::Integer(now),
+                text("queued"),
+                V::String(key),
+                text("valid"),
+                text("current"),
+                text("push"),
+                V::Null,
+                V::Null,
+                V::Null,
+                text(STORED_HEADERS),
+                V::Integer(body.len() as i64),
+                text(&run_id),
+                V::Integer(0),
+                V::Integer(size),
+                V::Null,
+            ],
+        )?;
+        sql.exec(
+            schema::INSERT_BODY,
+            vec![text(id), V::Integer(0), V::Blob(body)],
+        )?;
+        sql.exec(
+            schema::INSERT_RUN,
+            vec![
+                V::String(run_id),
+                text(id),
+                text("queued"),
+                V::Integer(now),
+                V::Integer(now),
+                V::Integer(now),
+                V::Null,
+            ],
+        )?;
+        Ok(true)
     }
 }

@@ -3,6 +3,7 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 use edgehook_core::frames::ChangeWithBody;
+use edgehook_core::schema;
 
 /// A dedupe holder.
 #[derive(Debug, Clone, Deserialize)]
@@ -124,16 +125,7 @@ impl Ledger {
     pub fn find_holder(&self, key: &str, cutoff: Timestamp) -> ApiResult<Option<Holder>> {
         thread_local! {
             /// The query, made once: it names the statuses that hold a key.
-            static QUERY: String = format!(
-                "SELECT id, run_id, status FROM deliveries
-                 WHERE dedupe_key = ? AND replayed_from IS NULL AND received_at >= ? AND status IN ({})
-                 ORDER BY received_at ASC, id ASC LIMIT 1",
-                DeliveryStatus::HOLDS_DEDUPE_KEY
-                    .iter()
-                    .map(|st| format!("'{}'", st.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            static QUERY: String = schema::find_holder_query();
         }
         QUERY.with(|query| {
             Ok(self
@@ -167,9 +159,7 @@ impl Ledger {
         let size = edgehook_core::ingest::stored_size(headers.len(), body.len());
         // The budget is checked, the bytes are counted and the change
         // sequence moves in one statement: the bytes counter (made by the
-        // schema's third step) moves only if the write fits. A refused write
-        // still takes a sequence number, which leaves a gap the change feed
-        // does not mind.
+        // schema's third step) moves only if the write fits.
         #[derive(Deserialize)]
         struct Counter {
             name: String,
@@ -177,9 +167,7 @@ impl Ledger {
         }
         let counted = self.rows::<Counter>(
             "count stored bytes",
-            "UPDATE counters SET value = CASE name WHEN 'seq' THEN value + 1 ELSE MAX(0, value) + ?1 END
-             WHERE name = 'seq' OR (name = 'stored_bytes' AND MAX(0, value) + ?1 <= ?2)
-             RETURNING name, value",
+            schema::COUNT_STORED_BYTES,
             vec![
                 i(size.min(i64::MAX as u64) as i64),
                 i(budget.unwrap_or(u64::MAX).min(i64::MAX as u64) as i64),
@@ -200,10 +188,7 @@ impl Ledger {
         let received = d.received_bytes.unwrap_or(body.len() as u64);
         self.exec(
             "insert delivery",
-            "INSERT INTO deliveries (id, seq, received_at, status, dedupe_key, attempt_count,
-                signature_status, matched_secret, event_type, replayed_from, replay_key, reason,
-                headers, body_bytes, run_id, body_truncated, stored_bytes, query)
-             VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            schema::INSERT_DELIVERY,
             vec![
                 s(d.id),
                 i(seq),
@@ -227,7 +212,7 @@ impl Ledger {
         for (idx, chunk) in body.chunks(BODY_CHUNK).enumerate() {
             self.exec(
                 "insert body",
-                "INSERT INTO bodies (delivery_id, idx, data) VALUES (?, ?, ?)",
+                schema::INSERT_BODY,
                 vec![s(d.id), i(idx as i64), V::Blob(chunk.to_vec())],
             )?;
         }

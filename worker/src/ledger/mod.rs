@@ -16,6 +16,7 @@
 use edgehook_core::api::{Change, Delivery, DeliveryStatus, RunView};
 use edgehook_core::encoding::b64;
 use edgehook_core::run::{RunState, RunStatus};
+use edgehook_core::schema::MIGRATIONS;
 use edgehook_core::trigger::TriggerConfig;
 use edgehook_core::{HeaderList, Timestamp};
 use serde::Deserialize;
@@ -35,131 +36,6 @@ pub use runs::{NewRun, RunRow};
 
 /// Raw bodies are stored in chunks below SQLite's 2 MB value limit.
 const BODY_CHUNK: usize = 1_000_000;
-
-/// Schema steps; step `n` upgrades version `n` to `n + 1`.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-    "INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0)",
-    "CREATE TABLE IF NOT EXISTS deliveries (
-        id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        received_at INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        dedupe_key TEXT,
-        attempt_count INTEGER NOT NULL DEFAULT 1,
-        signature_status TEXT NOT NULL,
-        matched_secret TEXT,
-        event_type TEXT,
-        replayed_from TEXT,
-        replay_key TEXT,
-        reason TEXT,
-        headers TEXT NOT NULL,
-        body_bytes INTEGER NOT NULL,
-        run_id TEXT
-    )",
-    "CREATE INDEX IF NOT EXISTS deliveries_seq ON deliveries (seq)",
-    "CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at, id)",
-    "CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status, received_at, id)",
-    "CREATE INDEX IF NOT EXISTS deliveries_dedupe ON deliveries (dedupe_key, received_at)
-        WHERE dedupe_key IS NOT NULL AND replayed_from IS NULL",
-    "CREATE UNIQUE INDEX IF NOT EXISTS deliveries_replay_key ON deliveries (replayed_from, replay_key)
-        WHERE replay_key IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS bodies (
-        delivery_id TEXT NOT NULL,
-        idx INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (delivery_id, idx)
-    )",
-    "CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY,
-        delivery_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        lease_until INTEGER,
-        next_attempt_at INTEGER NOT NULL,
-        last_error TEXT,
-        last_status_code INTEGER,
-        dead_lettered_at INTEGER,
-        dlq_pending INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS runs_open ON runs (status, next_attempt_at)",
-], &[
-    // Rejections beyond the per-minute storage limit are counted, not stored.
-    "CREATE TABLE IF NOT EXISTS rejection_windows (
-        minute INTEGER NOT NULL,
-        signature_status TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        last_reason TEXT,
-        PRIMARY KEY (minute, signature_status)
-    )",
-], &[
-    // Rejected deliveries keep only an excerpt of their body.
-    "ALTER TABLE deliveries ADD COLUMN body_truncated INTEGER NOT NULL DEFAULT 0",
-    // What each row accounts for in the storage budget, and their running sum.
-    "ALTER TABLE deliveries ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0",
-    "UPDATE deliveries SET stored_bytes = body_bytes + length(headers) + 512",
-    "INSERT OR IGNORE INTO counters (name, value)
-        SELECT 'stored_bytes', COALESCE(SUM(stored_bytes), 0) FROM deliveries",
-    // Re-sends of an unclaimed run, spaced exponentially.
-    "ALTER TABLE runs ADD COLUMN resends INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE runs ADD COLUMN resend_after INTEGER",
-    // First responses of calls made with an Idempotency-Key, kept for 24 h.
-    "CREATE TABLE IF NOT EXISTS idempotency (
-        scope TEXT NOT NULL,
-        key TEXT NOT NULL,
-        request_hash TEXT NOT NULL,
-        response TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        PRIMARY KEY (scope, key)
-    )",
-], &[
-    // Routes: each trigger's destinations, with their pause state, breaker
-    // count (and trips in a row, and when a tripped route tries again) and
-    // the next free slot of their rate limit.
-    "CREATE TABLE IF NOT EXISTS routes (
-        id TEXT PRIMARY KEY,
-        config TEXT NOT NULL,
-        paused_at INTEGER,
-        paused_reason TEXT,
-        consecutive_failures INTEGER NOT NULL DEFAULT 0,
-        breaker_trips INTEGER NOT NULL DEFAULT 0,
-        resume_at INTEGER,
-        next_grant_at INTEGER,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
-    )",
-    // A run belongs to a route (NULL for a trigger without routes); the
-    // rate limit's wait is remembered until the attempt starts.
-    "ALTER TABLE runs ADD COLUMN route_id TEXT",
-    "ALTER TABLE runs ADD COLUMN rate_limited_since INTEGER",
-    "CREATE INDEX IF NOT EXISTS runs_delivery ON runs (delivery_id)",
-    "CREATE INDEX IF NOT EXISTS runs_route ON runs (route_id, status)",
-    // Owed dead letters, which every alarm looks for: without it that is a
-    // scan of every run the ledger holds.
-    "CREATE INDEX IF NOT EXISTS runs_dlq ON runs (updated_at) WHERE dlq_pending = 1",
-    // The query string a delivery arrived with (secret-looking values
-    // redacted), for filters on `query`.
-    "ALTER TABLE deliveries ADD COLUMN query TEXT",
-    // Every dispatch attempt: appended at its claim, completed by its report.
-    "CREATE TABLE IF NOT EXISTS attempts (
-        run_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        delivery_id TEXT NOT NULL,
-        route_id TEXT,
-        started_at INTEGER NOT NULL,
-        duration_ms INTEGER,
-        status_code INTEGER,
-        error TEXT,
-        error_message TEXT,
-        response_excerpt TEXT,
-        rate_limited_ms INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (run_id, attempt)
-    )",
-    "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id)",
-]];
 
 fn s(v: impl Into<String>) -> V {
     V::String(v.into())

@@ -234,8 +234,7 @@ impl Ledger {
         for r in runs {
             self.exec(
                 "insert run",
-                "INSERT INTO runs (id, delivery_id, status, attempts, next_attempt_at, created_at, updated_at, route_id)
-                 VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                edgehook_core::schema::INSERT_RUN,
                 vec![
                     s(&r.id),
                     s(delivery_id),
