@@ -144,7 +144,8 @@ fn main() {
     if let Ok(floor) = std::fs::read(root().join("target/floor-rust/index_bg.wasm")) {
         report.line(format!(
             "For reference, the Rust floor (`bench/floor-rust`: workers-rs, an HMAC, one SQL \
-             insert, one queue send): {} bytes raw, {} bytes gzipped.\n",
+             insert, one queue send; with its ledger mode, which carries edgehook's schema \
+             text): {} bytes raw, {} bytes gzipped.\n",
             floor.len(),
             gzip_len(&floor)
         ));
