@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{js_sys, Headers, Method, Request, RequestInit, Response, Stub};
+use worker::{js_sys, Headers, Method, Request, Response, Stub};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -77,8 +77,9 @@ pub struct DeadLetter {
     pub attempts: u32,
 }
 
-/// What a claim answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a claim answers: on the wire, an object whose `action` names the
+/// variant, beside the variant's fields (read by [`ClaimAnswer::deserialize`]).
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ClaimAnswer {
     /// Send it; the frame's bytes are the body.
@@ -110,6 +111,64 @@ pub enum ClaimAnswer {
         /// Delay.
         delay_seconds: u32,
     },
+}
+
+/// Every field a [`ClaimAnswer`] can carry, flat, as the wire has them.
+///
+/// serde reads an internally tagged enum by first buffering the whole object
+/// into its own `Content` tree, which cost about 15 KB of Wasm for this one
+/// type; a plain struct reads the same JSON without it.
+#[derive(Deserialize)]
+struct ClaimAnswerFields {
+    action: String,
+    #[serde(default)]
+    attempt: Option<u32>,
+    #[serde(default)]
+    delivery_id: Option<String>,
+    #[serde(default)]
+    target_url: Option<String>,
+    #[serde(default)]
+    timeout_seconds: Option<u32>,
+    #[serde(default)]
+    headers: Option<edgehook_core::HeaderList>,
+    #[serde(default)]
+    route_id: Option<String>,
+    #[serde(default)]
+    extra_headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    not_before_ms: Option<i64>,
+    #[serde(default)]
+    delay_seconds: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for ClaimAnswer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        fn field<T, E: Error>(v: Option<T>, name: &'static str) -> Result<T, E> {
+            v.ok_or_else(|| E::missing_field(name))
+        }
+        let f = ClaimAnswerFields::deserialize(d)?;
+        match f.action.as_str() {
+            "dispatch" => Ok(ClaimAnswer::Dispatch {
+                attempt: field(f.attempt, "attempt")?,
+                delivery_id: field(f.delivery_id, "delivery_id")?,
+                target_url: field(f.target_url, "target_url")?,
+                timeout_seconds: field(f.timeout_seconds, "timeout_seconds")?,
+                headers: field(f.headers, "headers")?,
+                route_id: f.route_id,
+                extra_headers: f.extra_headers,
+                not_before_ms: f.not_before_ms,
+            }),
+            "drop" => Ok(ClaimAnswer::Drop),
+            "later" => Ok(ClaimAnswer::Later {
+                delay_seconds: field(f.delay_seconds, "delay_seconds")?,
+            }),
+            other => Err(D::Error::unknown_variant(
+                other,
+                &["dispatch", "drop", "later"],
+            )),
+        }
+    }
 }
 
 /// `POST /runs/claim`: claims for several runs of one trigger at once.
@@ -202,13 +261,16 @@ pub async fn call(
     headers: Headers,
     body: Option<&[u8]>,
 ) -> ApiResult<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(b) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(b).into()));
-    }
-    let req = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
-    Ok(stub.fetch_with_request(req).await?)
+    let body: Option<JsValue> = body.map(|b| js_sys::Uint8Array::from(b).into());
+    let req = crate::http::outbound(
+        &format!("{ORIGIN}{path_and_query}"),
+        method.as_ref(),
+        &headers,
+        body.as_ref(),
+        false,
+    )
+    .map_err(|e| ApiError::internal("internal request", format!("{e:?}")))?;
+    Ok(stub.fetch_with_request(Request::from(req)).await?)
 }
 
 #[wasm_bindgen]
@@ -333,12 +395,15 @@ pub async fn call_with_streamed_body(
         .writable()
         .get_writer()
         .map_err(js_err("stream writer"))?;
-    let mut init = RequestInit::new();
-    init.with_method(method)
-        .with_headers(headers)
-        .with_body(Some(pipe.readable().into()));
-    let inner = Request::new_with_init(&format!("{ORIGIN}{path_and_query}"), &init)?;
-    let call = Box::pin(async move { stub.fetch_with_request(inner).await });
+    let inner = crate::http::outbound(
+        &format!("{ORIGIN}{path_and_query}"),
+        method.as_ref(),
+        &headers,
+        Some(&pipe.readable().into()),
+        false,
+    )
+    .map_err(js_err("internal request"))?;
+    let call = Box::pin(async move { stub.fetch_with_request(Request::from(inner)).await });
     let source = req.stream().ok();
     let pump = Box::pin(async {
         let mut sent = 0u64;
@@ -414,4 +479,68 @@ pub fn registry_stub(env: &worker::Env) -> ApiResult<Stub> {
         .durable_object(REGISTRY)?
         .id_from_name("registry")?
         .get_stub()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each variant, written as serde's tagged form writes it, reads back
+    /// the same; a missing field or an unknown action is an error.
+    #[test]
+    fn claim_answers_round_trip_through_the_flat_reader() {
+        let headers: edgehook_core::HeaderList =
+            serde_json::from_str(r#"{"content-type":"application/json"}"#).expect("headers");
+        let answers = [
+            ClaimAnswer::Dispatch {
+                attempt: 2,
+                delivery_id: "dlv_1".into(),
+                target_url: "https://example.com/hook".into(),
+                timeout_seconds: 30,
+                headers: headers.clone(),
+                route_id: Some("rte_1".into()),
+                extra_headers: [("x-a".to_string(), "b".to_string())].into(),
+                not_before_ms: Some(1_700_000_000_000),
+            },
+            ClaimAnswer::Dispatch {
+                attempt: 1,
+                delivery_id: "dlv_2".into(),
+                target_url: "https://example.com/".into(),
+                timeout_seconds: 10,
+                headers,
+                route_id: None,
+                extra_headers: Default::default(),
+                not_before_ms: None,
+            },
+            ClaimAnswer::Drop,
+            ClaimAnswer::Later { delay_seconds: 7 },
+        ];
+        for a in answers {
+            let text = serde_json::to_string(&a).expect("write");
+            let back: ClaimAnswer = serde_json::from_str(&text).expect("read");
+            assert_eq!(format!("{a:?}"), format!("{back:?}"), "{text}");
+            assert_eq!(serde_json::to_string(&back).expect("write again"), text);
+        }
+        // The form a previous version writes, without the fields added since.
+        let old: ClaimAnswer = serde_json::from_str(
+            r#"{"action":"dispatch","attempt":1,"delivery_id":"d","target_url":"https://x.test/","timeout_seconds":5,"headers":{}}"#,
+        )
+        .expect("an answer without the later fields");
+        assert!(matches!(
+            old,
+            ClaimAnswer::Dispatch {
+                route_id: None,
+                not_before_ms: None,
+                ..
+            }
+        ));
+        for bad in [
+            r#"{"action":"dispatch","attempt":1}"#,
+            r#"{"action":"later"}"#,
+            r#"{"action":"explode"}"#,
+            r#"{"attempt":1}"#,
+        ] {
+            assert!(serde_json::from_str::<ClaimAnswer>(bad).is_err(), "{bad}");
+        }
+    }
 }
