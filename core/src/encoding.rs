@@ -4,6 +4,15 @@ use base64::Engine;
 
 const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
+/// Parses JSON text. Everything edgehook parses goes through serde_json's
+/// byte reader, text included: each reader type instantiates every
+/// deserializer it reads again, and reading text through the byte reader
+/// keeps one copy of each in the Worker's Wasm (about 20 KB less). The
+/// only cost is a UTF-8 check of strings the `&str` already guarantees.
+pub fn json_from_str<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    serde_json::from_slice(text.as_bytes())
+}
+
 /// The hex SHA-256 of `bytes`: a fingerprint of a request, for telling a
 /// retried call from a different one under the same `Idempotency-Key`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -82,6 +91,18 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_text_reads_through_the_byte_reader_as_text_would() {
+        let v: Vec<String> = json_from_str(r#"["é", "\u00e9", "a\"b"]"#).expect("valid");
+        assert_eq!(v, ["é", "é", "a\"b"]);
+        let text = r#"{"a": [1, 2.5, null], "b": {"c": true}}"#;
+        let ours: serde_json::Value = json_from_str(text).expect("valid");
+        let theirs: serde_json::Value = serde_json::from_str(text).expect("valid");
+        assert_eq!(ours, theirs);
+        assert!(json_from_str::<Vec<String>>("[").is_err());
+        assert!(json_from_str::<Vec<String>>("[1]").is_err());
+    }
 
     #[test]
     fn base32_round_trips() {

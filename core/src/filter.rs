@@ -201,7 +201,7 @@ fn body_value(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
             let v = v.into_owned();
             // A form's JSON field (GitHub's and Slack's `payload`) is
             // matched as JSON.
-            let value = serde_json::from_str::<Value>(&v)
+            let value = crate::encoding::json_from_str::<Value>(&v)
                 .ok()
                 .filter(|j| j.is_object() || j.is_array())
                 .unwrap_or(Value::String(v));

@@ -195,9 +195,9 @@ pub fn parse_body(
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
             let embedded = match fields.iter().find(|(k, _)| k == "payload") {
-                Some((_, v)) => {
-                    Some(serde_json::from_str(v).map_err(|_| BodyError::FormPayloadNotJson)?)
-                }
+                Some((_, v)) => Some(
+                    crate::encoding::json_from_str(v).map_err(|_| BodyError::FormPayloadNotJson)?,
+                ),
                 None => None,
             };
             if provider == Provider::Github && embedded.is_none() {

@@ -69,7 +69,7 @@ enum Next {
 /// `serde_wasm_bindgen`'s deserializer, about 8 KB of Wasm for four fields.
 fn run_message(body: &JsValue) -> Option<RunMessage> {
     let text = js_sys::JSON::stringify(body).ok()?.as_string()?;
-    serde_json::from_str(&text).ok()
+    edgehook_core::encoding::json_from_str(&text).ok()
 }
 
 /// Handles a batch from the runs queue.

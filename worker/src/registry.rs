@@ -137,7 +137,7 @@ impl Registry {
                 };
                 let views: Vec<TriggerView> = rows
                     .iter()
-                    .filter_map(|r| serde_json::from_str(&r.view).ok())
+                    .filter_map(|r| edgehook_core::encoding::json_from_str(&r.view).ok())
                     .collect();
                 Ok(http::json(
                     200,

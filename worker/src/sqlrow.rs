@@ -136,7 +136,7 @@ impl JsonPage {
     /// A JSON array of arrays of values, each array a row of `fields`.
     fn parse(text: &str, fields: &[&str]) -> Result<JsonPage, RowError> {
         use serde_json::Value;
-        let Ok(Value::Array(rows)) = serde_json::from_str::<Value>(text) else {
+        let Ok(Value::Array(rows)) = edgehook_core::encoding::json_from_str::<Value>(text) else {
             return Err(RowError("a JSON page is not an array".into()));
         };
         let rows = rows

@@ -269,8 +269,8 @@ impl Ledger {
     /// Stored headers as read: redacted again, so rows stored before
     /// signatures were redacted never leave the ledger whole.
     fn parse_headers(&self, text: &str) -> ApiResult<HeaderList> {
-        let headers: HeaderList =
-            serde_json::from_str(text).map_err(|e| ApiError::internal("headers json", e))?;
+        let headers: HeaderList = edgehook_core::encoding::json_from_str(text)
+            .map_err(|e| ApiError::internal("headers json", e))?;
         let creds: Vec<&str> = self.redact.credentials.iter().map(String::as_str).collect();
         let sigs: Vec<&str> = self.redact.signatures.iter().map(String::as_str).collect();
         Ok(headers.redacted(&creds).signatures_redacted(&sigs))

@@ -203,7 +203,7 @@ impl Ledger {
     /// The stored configuration, if the trigger was created here.
     pub fn config(&self) -> ApiResult<Option<TriggerConfig>> {
         match self.meta("config")? {
-            Some(text) => serde_json::from_str(&text)
+            Some(text) => edgehook_core::encoding::json_from_str(&text)
                 .map(Some)
                 .map_err(|e| ApiError::internal("stored config", e)),
             None => Ok(None),

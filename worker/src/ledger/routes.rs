@@ -29,7 +29,8 @@ pub struct RouteRow {
 impl RouteRow {
     /// The stored configuration.
     pub fn config(&self) -> ApiResult<RouteConfig> {
-        serde_json::from_str(&self.config).map_err(|e| ApiError::internal("stored route", e))
+        edgehook_core::encoding::json_from_str(&self.config)
+            .map_err(|e| ApiError::internal("stored route", e))
     }
 
     /// Whether the route is paused.

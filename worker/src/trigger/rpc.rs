@@ -100,8 +100,8 @@ impl Trigger {
         received_at: f64,
     ) -> ApiResult<Response> {
         self.ensure_ready().await?;
-        let pairs: Vec<(String, String)> =
-            serde_json::from_str(headers).map_err(|e| ApiError::internal("rpc headers", e))?;
+        let pairs: Vec<(String, String)> = edgehook_core::encoding::json_from_str(headers)
+            .map_err(|e| ApiError::internal("rpc headers", e))?;
         let arrival = Arrival {
             headers: HeaderList::from_pairs(
                 pairs
