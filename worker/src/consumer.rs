@@ -352,7 +352,14 @@ async fn send(
         let _ = h.append(name, value);
     }
     let body: JsValue = js_sys::Uint8Array::from(body).into();
-    let Ok(req) = crate::http::outbound(url, "POST", &h, Some(&body), true) else {
+    let Ok(req) = crate::http::outbound(
+        url,
+        "POST",
+        &h,
+        Some(&body),
+        // A target's redirect is its answer: it is not followed.
+        web_sys::RequestRedirect::Manual,
+    ) else {
         return failed("the target URL cannot be requested".into());
     };
     let controller = AbortController::default();

@@ -35,14 +35,13 @@ fn answer_headers(content_type: &str) -> Headers {
 /// A request for the runtime to send (to a Durable Object or a target),
 /// built with the runtime's own `RequestInit`. workers-rs's `RequestInit`
 /// converts through its `cf` options (image resizing and the rest), about
-/// 12 KB of Wasm for fields nothing here sets. With `manual_redirect`, a
-/// redirect is answered as it is, not followed.
+/// 12 KB of Wasm for fields nothing here sets.
 pub fn outbound(
     url: &str,
     method: &str,
     headers: &Headers,
     body: Option<&JsValue>,
-    manual_redirect: bool,
+    redirect: worker::web_sys::RequestRedirect,
 ) -> Result<worker::web_sys::Request, JsValue> {
     let init = worker::web_sys::RequestInit::new();
     init.set_method(method);
@@ -50,9 +49,7 @@ pub fn outbound(
     if let Some(body) = body {
         init.set_body(body);
     }
-    if manual_redirect {
-        init.set_redirect(worker::web_sys::RequestRedirect::Manual);
-    }
+    init.set_redirect(redirect);
     worker::web_sys::Request::new_with_str_and_init(url, &init)
 }
 

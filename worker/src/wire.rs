@@ -95,13 +95,10 @@ pub enum ClaimAnswer {
         /// Stored (redacted) request headers.
         headers: edgehook_core::HeaderList,
         /// The run's route, if it has one.
-        #[serde(default)]
         route_id: Option<String>,
         /// The route's extra headers.
-        #[serde(default)]
         extra_headers: std::collections::BTreeMap<String, String>,
         /// Not before this time (ms): the slot the route's rate limit gave.
-        #[serde(default)]
         not_before_ms: Option<i64>,
     },
     /// Final, gone, or someone else's: drop the message.
@@ -121,23 +118,17 @@ pub enum ClaimAnswer {
 #[derive(Deserialize)]
 struct ClaimAnswerFields {
     action: String,
-    #[serde(default)]
+    // A missing `Option` reads as `None`; the answers of older versions lack
+    // the route's fields.
     attempt: Option<u32>,
-    #[serde(default)]
     delivery_id: Option<String>,
-    #[serde(default)]
     target_url: Option<String>,
-    #[serde(default)]
     timeout_seconds: Option<u32>,
-    #[serde(default)]
     headers: Option<edgehook_core::HeaderList>,
-    #[serde(default)]
     route_id: Option<String>,
     #[serde(default)]
     extra_headers: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
     not_before_ms: Option<i64>,
-    #[serde(default)]
     delay_seconds: Option<u32>,
 }
 
@@ -267,7 +258,7 @@ pub async fn call(
         method.as_ref(),
         &headers,
         body.as_ref(),
-        false,
+        worker::web_sys::RequestRedirect::Follow,
     )
     .map_err(|e| ApiError::internal("internal request", format!("{e:?}")))?;
     Ok(stub.fetch_with_request(Request::from(req)).await?)
@@ -400,7 +391,7 @@ pub async fn call_with_streamed_body(
         method.as_ref(),
         &headers,
         Some(&pipe.readable().into()),
-        false,
+        worker::web_sys::RequestRedirect::Follow,
     )
     .map_err(js_err("internal request"))?;
     let call = Box::pin(async move { stub.fetch_with_request(Request::from(inner)).await });
