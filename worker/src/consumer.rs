@@ -86,7 +86,8 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
             return Ok(());
         }
     };
-    let runs: Vec<Option<RunMessage>> = messages.iter().map(|m| run_message(&m.body())).collect();
+    let mut runs: Vec<Option<RunMessage>> =
+        messages.iter().map(|m| run_message(&m.body())).collect();
     // Messages run concurrently within a wave, and waves one after
     // another, so the bodies in memory at once stay under the budget.
     let sizes: Vec<u64> = runs
@@ -101,8 +102,8 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
         // One claim call and one report call per trigger in the wave, its
         // runs sent concurrently in between.
         let mut groups: Vec<(String, Vec<Queued<'_>>)> = Vec::new();
-        for (m, run) in messages[wave.clone()].iter().zip(&runs[wave]) {
-            let Some(msg) = run.clone() else {
+        for (m, run) in messages[wave.clone()].iter().zip(&mut runs[wave]) {
+            let Some(msg) = run.take() else {
                 console_error!("dropping a malformed run message {}", m.id());
                 m.ack();
                 continue;
