@@ -29,7 +29,9 @@
 //!    deliveries (grown by `seed`) in rounds taking turns, once warm (the
 //!    first requests after a restart are shown apart), the query plans of
 //!    the hot paths, the ledger's bytes per delivery.
-//! 6. The Worker's Wasm, raw and gzipped.
+//! 6. The Worker's Wasm, raw and gzipped, and what it costs a cold
+//!    isolate: each Worker started `BENCH_STARTUPS` times (9) under
+//!    Miniflare, taking turns, timed to ready and to its first answer.
 //! 7. Backfill: rows/s syncing the 100,000-delivery ledger into PostgreSQL,
 //!    against a raw binary `COPY` of the same rows; once the growth loads'
 //!    runs have been dispatched, five of each taking turns, the median of
@@ -38,7 +40,7 @@
 //! The report is printed and written to `bench/results/` (`latest.md`,
 //! `latency.svg`, `growth.svg`). Sizes are overridable: `BENCH_REQUESTS`,
 //! `BENCH_CONCURRENCY`, `BENCH_ROUTE_REQUESTS`, `BENCH_DISPATCH_SECONDS`,
-//! `BENCH_DRAIN_RUNS`, `BENCH_GROWTH` (the largest ledger).
+//! `BENCH_DRAIN_RUNS`, `BENCH_GROWTH` (the largest ledger), `BENCH_STARTUPS`.
 
 mod chart;
 mod common;
@@ -47,6 +49,7 @@ mod growth;
 mod ingest;
 mod load;
 mod seed;
+mod startup;
 
 use std::io::{Read, Write};
 use std::process::Command;
@@ -134,14 +137,15 @@ fn main() {
         Vec::new()
     };
     let wasm = std::fs::read(root().join("build/index_bg.wasm")).expect("read wasm");
+    let mut sizes = vec![("edgehook", wasm.len(), gzip_len(&wasm))];
     report.line(format!(
         "## Wasm\n\n{} bytes raw, {} bytes gzipped\n",
-        wasm.len(),
-        gzip_len(&wasm)
+        sizes[0].1, sizes[0].2
     ));
     // The Rust floor, built and stripped the same way: what workers-rs and
     // wasm-bindgen weigh before any of edgehook's code.
     if let Ok(floor) = std::fs::read(root().join("target/floor-rust/index_bg.wasm")) {
+        sizes.push(("floor-rust", floor.len(), gzip_len(&floor)));
         report.line(format!(
             "For reference, the Rust floor (`bench/floor-rust`: workers-rs, an HMAC, one SQL \
              insert, one queue send; with its ledger mode, which carries edgehook's schema \
@@ -149,6 +153,9 @@ fn main() {
             floor.len(),
             gzip_len(&floor)
         ));
+    }
+    if runs("startup") {
+        startup::startup(&mut report, env_num("BENCH_STARTUPS", 9), &sizes);
     }
     report.line(format!(
         "(`make bench`, {:.0} s on this machine, {} cores)",
