@@ -7,14 +7,14 @@
 // state: the time from `new Miniflare` to its `ready` (workerd started, the
 // script and its Wasm loaded and compiled) and the time of the first answer
 // after that (GET /healthz for edgehook, GET / for the others). workerd
-// compiles a Worker's Wasm while it loads the script, before `ready`.
+// compiles a Worker's Wasm while it loads the script, before `ready`. (This
+// process's V8 cannot time that compile apart: Node 20 does not compile the
+// exception-handling instructions the Wasm uses.)
 //
 // One more Worker tells bytes from code: the Rust floor with a custom
 // section appended to its Wasm that makes the file as large as edgehook's.
 // V8 never compiles a custom section, so what that costs is what the bytes
 // themselves cost on their way into workerd.
-// (This process's V8 cannot stand in for that: Node 20 does not compile the
-// exception-handling instructions the Wasm uses.)
 import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -43,7 +43,8 @@ function leb128(n) {
 }
 
 // The padded Rust floor: a copy of target/floor-rust whose Wasm ends with a
-// custom section ("padding", random bytes, which nothing along the way could compress) that brings it to edgehook's size.
+// custom section named "padding" that brings it to edgehook's size. Its
+// bytes are random, so that nothing on the way can compress them.
 const floorDir = path.join(root, "target/floor-rust");
 const paddedDir = path.join(state, "floor-rust-padded");
 mkdirSync(paddedDir, { recursive: true });
@@ -51,8 +52,8 @@ for (const f of ["entry.mjs", "index.js"]) copyFileSync(path.join(floorDir, f), 
 const floorWasm = readFileSync(path.join(floorDir, "index_bg.wasm"));
 const target = statSync(path.join(root, "build/index_bg.wasm")).size;
 const name = Buffer.from("padding");
-// Section id, size, name length, name, payload: sized to land on `target`
-// (a byte or two over at most, from the LEB128 lengths).
+// Section id, size, name length, name, payload: sized to land within a few
+// bytes of `target` (the LEB128 lengths vary in size).
 const payload = randomBytes(Math.max(0, target - floorWasm.length - name.length - 8));
 const body = Buffer.concat([leb128(name.length), name, payload]);
 writeFileSync(

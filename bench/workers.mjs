@@ -1,5 +1,5 @@
 // The Workers `make bench` runs under Miniflare's API, by name:
-// `bench/miniflare.mjs` serves one of them, `bench/startup.mjs` starts each
+// `bench/miniflare.mjs` serves one of them, `bench/startup.mjs` starts several
 // of them again and again. The edgehook bindings mirror wrangler.toml;
 // secrets come from the environment (ADMIN_TOKEN and DISPATCH_SECRET for
 // edgehook, FLOOR_SECRET for the floors, FLOOR_TARGET for
