@@ -138,21 +138,18 @@ fn main() {
         Vec::new()
     };
     let wasm = std::fs::read(root().join("build/index_bg.wasm")).expect("read wasm");
-    let mut sizes = vec![("edgehook", wasm.len(), gzip_len(&wasm))];
-    report.line(format!(
-        "## Wasm\n\n{} bytes raw, {} bytes gzipped\n",
-        sizes[0].1, sizes[0].2
-    ));
+    let (raw, gz) = (wasm.len(), gzip_len(&wasm));
+    let mut sizes = vec![("edgehook", raw, gz)];
+    report.line(format!("## Wasm\n\n{raw} bytes raw, {gz} bytes gzipped\n"));
     // The Rust floor, built and stripped the same way: what workers-rs and
     // wasm-bindgen weigh before any of edgehook's code.
     if let Ok(floor) = std::fs::read(root().join("target/floor-rust/index_bg.wasm")) {
-        sizes.push(("floor-rust", floor.len(), gzip_len(&floor)));
+        let (raw, gz) = (floor.len(), gzip_len(&floor));
+        sizes.push(("floor-rust", raw, gz));
         report.line(format!(
             "For reference, the Rust floor (`bench/floor-rust`: workers-rs, an HMAC, one SQL \
              insert, one queue send; with its ledger mode, which carries edgehook's schema \
-             text): {} bytes raw, {} bytes gzipped.\n",
-            floor.len(),
-            gzip_len(&floor)
+             text): {raw} bytes raw, {gz} bytes gzipped.\n"
         ));
     }
     if runs("startup") {
