@@ -146,6 +146,10 @@ pub fn query_plans(file: &Path) -> Vec<(&'static str, String)> {
             "UPDATE deliveries SET seq = 1, status = CASE WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = 'd' AND status IN ('queued', 'held')) THEN 'queued' ELSE status END WHERE id = 'd'",
         ),
         (
+            "claim: late runs, claimed ahead of their messages (runs.rs)",
+            "SELECT * FROM runs WHERE status = 'queued' AND next_attempt_at <= 0 AND lease_until IS NULL ORDER BY next_attempt_at LIMIT 100",
+        ),
+        (
             "alarm: stale runs (runs.rs)",
             "SELECT * FROM runs WHERE status = 'queued' AND ((lease_until IS NOT NULL AND lease_until <= 0) OR (lease_until IS NULL AND next_attempt_at <= 0)) AND (resend_after IS NULL OR resend_after <= 0) ORDER BY next_attempt_at LIMIT 100",
         ),

@@ -26,6 +26,11 @@ pub const LEASE_MARGIN_SECONDS: i64 = 15;
 pub const REENQUEUE_GRACE_SECONDS: i64 = 20;
 /// The longest wait between two re-sends of one unclaimed run.
 pub const MAX_RESEND_SPACING_SECONDS: i64 = 600;
+/// A queued run whose message is this late is sent by the next consumer that
+/// claims runs of its trigger ([`claimable_ahead`]), long before the alarm
+/// would re-send it. A healthy queue hands a message over well within this,
+/// so while the queue keeps up no run is claimed ahead of its message.
+pub const CLAIM_AHEAD_AFTER_SECONDS: i64 = 2;
 
 /// A run's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -377,6 +382,18 @@ pub fn max_resends_within(seconds: i64) -> u32 {
     n
 }
 
+/// Whether a consumer that claims other runs of the trigger at `now` should
+/// take this one too: it is queued, no attempt of it is in flight or was
+/// ever left unreported (no lease), and it became due at least
+/// [`CLAIM_AHEAD_AFTER_SECONDS`] ago, so its message is late: the queue is
+/// behind, or the message was lost. Its own message, when it comes, finds
+/// the run leased or final and is dropped, as any duplicate is.
+pub fn claimable_ahead(state: &RunState, now: Timestamp) -> bool {
+    state.status == RunStatus::Queued
+        && state.lease_until.is_none()
+        && state.next_attempt_at <= now.minus_secs(CLAIM_AHEAD_AFTER_SECONDS)
+}
+
 /// Whether the alarm should re-enqueue a run at `now`: its message looks lost
 /// or its attempt died.
 pub fn needs_reenqueue(state: &RunState, now: Timestamp) -> bool {
@@ -586,5 +603,37 @@ mod tests {
         let done = apply_settlement(&leased, Settlement::Delivered);
         assert!(!needs_reenqueue(&done, T0.plus_secs(10_000)));
         assert_eq!(recheck_at(&done), None);
+    }
+
+    #[test]
+    fn only_a_late_idle_queued_run_is_claimed_ahead() {
+        let late = T0.plus_secs(CLAIM_AHEAD_AFTER_SECONDS);
+        let s = RunState::new(T0);
+        assert!(!claimable_ahead(&s, T0), "its message is not late yet");
+        assert!(!claimable_ahead(&s, late.plus_millis(-1)));
+        assert!(claimable_ahead(&s, late));
+        // Long before the alarm would re-send it.
+        assert!(!needs_reenqueue(&s, late));
+
+        let (leased, attempt) = claimed(&s, T0);
+        assert!(
+            !claimable_ahead(&leased, T0.plus_secs(3600)),
+            "an attempt in flight (or dead) is the alarm's, by its lease"
+        );
+        // A retry is claimed ahead once its own time is late, not before.
+        let retry = settle(&leased, attempt, &err500(), T0.plus_secs(1), POLICY);
+        let Settlement::Retry { at, .. } = retry else {
+            panic!("expected a retry, got {retry:?}");
+        };
+        let waiting = apply_settlement(&leased, retry);
+        assert!(!claimable_ahead(&waiting, at));
+        assert!(claimable_ahead(
+            &waiting,
+            at.plus_secs(CLAIM_AHEAD_AFTER_SECONDS)
+        ));
+        let done = apply_settlement(&leased, Settlement::Delivered);
+        assert!(!claimable_ahead(&done, T0.plus_secs(3600)));
+        let held = hold(&s);
+        assert!(!claimable_ahead(&held, T0.plus_secs(3600)), "paused");
     }
 }

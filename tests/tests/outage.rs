@@ -1,11 +1,12 @@
 //! Outages: of the queue consumer (runs are re-sent with spacing, not in a
-//! storm), and of the target (retries with backoff until it recovers; if it
+//! storm, and runs whose messages were lost go with the next claim of their
+//! trigger), and of the target (retries with backoff until it recovers; if it
 //! never does, the run fails, is dead-lettered, and the ledger and the change
 //! feed agree).
 
 use std::time::{Duration, Instant};
 
-use edgehook_core::run::max_resends_within;
+use edgehook_core::run::{max_resends_within, CLAIM_AHEAD_AFTER_SECONDS, REENQUEUE_GRACE_SECONDS};
 use edgehook_e2e::*;
 use serde_json::{json, Value};
 
@@ -55,6 +56,52 @@ fn a_consumer_outage_re_sends_each_run_a_bounded_number_of_times() {
         resends + 1,
         started.elapsed(),
         bound
+    );
+}
+
+#[test]
+fn runs_whose_messages_were_lost_go_with_the_next_claim_of_their_trigger() {
+    // An edge whose runs queue has no consumer drops every message, as a
+    // crash of the local queue would; the ledger keeps the runs. Miniflare
+    // restarts in about a second, well inside the alarm's grace.
+    let mut edge = Edge::start_miniflare("edgehook-without-consumer");
+    let capture = Capture::start();
+    let path = "/ok/ahead";
+    let t = edge.create_trigger(json!({
+        "name": "lost messages", "provider": "github", "signing_secret": SECRET,
+        "target_url": capture.url(path)
+    }));
+    let id = t["id"].as_str().expect("id");
+    let lost: Vec<Value> = (0..30).map(|_| send(&edge, id)).collect();
+    let sent = Instant::now();
+    edge.kill9();
+    edge.restart_as(Runtime::Miniflare("edgehook"));
+    // Once their messages are late, one new delivery's message is enough.
+    let late = Duration::from_secs(CLAIM_AHEAD_AFTER_SECONDS as u64 + 1);
+    std::thread::sleep(late.saturating_sub(sent.elapsed()));
+    let next = send(&edge, id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while capture.count(path) < lost.len() + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = sent.elapsed();
+    let calls = capture.received(path);
+    for a in lost.iter().chain([&next]) {
+        let run_id = a["run_id"].as_str().expect("run_id");
+        let sends = calls
+            .iter()
+            .filter(|c| c.header("webhook-id") == Some(run_id))
+            .count();
+        assert_eq!(sends, 1, "{run_id} reached the target once ({took:?})");
+        let d = edge.delivery(id, a["delivery_id"].as_str().expect("id"));
+        assert_eq!(d["status"], "delivered", "{d}");
+        // Delivered before the alarm presumed their messages lost: by the
+        // claim of the new delivery's message, not by a re-send.
+        assert_eq!(d["run"]["resends"], 0, "{d}");
+    }
+    assert!(
+        took < Duration::from_secs(REENQUEUE_GRACE_SECONDS as u64),
+        "all delivered {took:?} after they were acknowledged"
     );
 }
 

@@ -99,6 +99,9 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
         })
         .collect();
     for wave in waves(&sizes, MAX_INFLIGHT_BODY_BYTES) {
+        // The late runs a claim may add share what the wave leaves of the
+        // budget.
+        let spare = MAX_INFLIGHT_BODY_BYTES.saturating_sub(sizes[wave.clone()].iter().sum());
         // One claim call and one report call per trigger in the wave, its
         // runs sent concurrently in between.
         let mut groups: Vec<(String, Vec<Queued<'_>>)> = Vec::new();
@@ -117,10 +120,11 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
                 _ => groups.push((msg.trigger_id.clone(), vec![(m, msg)])),
             }
         }
+        let ahead_bytes = spare / groups.len().max(1) as u64;
         join_all(
             groups
                 .iter()
-                .map(|(trigger, group)| process_group(trigger, group, &env, &key)),
+                .map(|(trigger, group)| process_group(trigger, group, ahead_bytes, &env, &key)),
         )
         .await;
     }
@@ -135,12 +139,19 @@ fn retry(m: &RawMessage, seconds: u32) {
     );
 }
 
-/// Claims a trigger's runs in one call, sends those granted concurrently,
-/// and reports them in one call. A group the object cannot be reached for
-/// is retried as a whole; the claims it may have granted end with their
-/// leases and the alarm sends those runs again.
-async fn process_group(trigger_id: &str, group: &[Queued<'_>], env: &Env, key: &[u8]) {
-    match dispatch_group(trigger_id, group, env, key).await {
+/// Claims a trigger's runs in one call (with up to
+/// [`wire::MAX_AHEAD_RUNS`] of its late runs, within `ahead_bytes`), sends
+/// those granted concurrently, and reports them. A group the object cannot
+/// be reached for is retried as a whole; the claims it may have granted end
+/// with their leases and the alarm sends those runs again.
+async fn process_group(
+    trigger_id: &str,
+    group: &[Queued<'_>],
+    ahead_bytes: u64,
+    env: &Env,
+    key: &[u8],
+) {
+    match dispatch_group(trigger_id, group, ahead_bytes, env, key).await {
         Ok(nexts) => {
             for ((m, _), next) in group.iter().zip(nexts) {
                 match next {
@@ -161,12 +172,15 @@ async fn process_group(trigger_id: &str, group: &[Queued<'_>], env: &Env, key: &
 async fn dispatch_group(
     trigger_id: &str,
     group: &[Queued<'_>],
+    ahead_bytes: u64,
     env: &Env,
     key: &[u8],
 ) -> ApiResult<Vec<Next>> {
     let rpc = wire::trigger_rpc(env, trigger_id)?;
     let claim = serde_json::to_vec(&wire::ClaimBatch {
         run_ids: group.iter().map(|(_, m)| m.run_id.clone()).collect(),
+        ahead: wire::MAX_AHEAD_RUNS,
+        ahead_bytes,
     })
     .map_err(|e| ApiError::internal("claim json", e))?;
     let (status, bytes) = wire::batch_by_rpc(&rpc, wire::Batch::Claim, &claim).await?;
@@ -174,40 +188,67 @@ async fn dispatch_group(
         return Err(ApiError::Internal(format!("claim answered {status}")));
     }
     let (answers, mut bodies) = wire::unframe::<Vec<wire::Claimed>>(&bytes)?;
-    if answers.len() != group.len() {
+    if answers.len() < group.len() {
         return Err(ApiError::Internal(
-            "claim answered another number of runs".into(),
+            "claim answered fewer runs than asked".into(),
         ));
     }
     let mut nexts = Vec::with_capacity(group.len());
     let mut sends = Vec::new();
-    for ((_, msg), claimed) in group.iter().zip(answers) {
+    for (i, claimed) in answers.into_iter().enumerate() {
         let len = usize::try_from(claimed.body_len).unwrap_or(usize::MAX);
         let body = bodies
             .get(..len)
             .ok_or_else(|| ApiError::Internal("claim frame too short".into()))?;
         bodies = &bodies[len..];
+        // The batch's own runs first, in order; then late runs taken
+        // ahead, which have no message here to ack or retry.
+        let (run_id, own) = match group.get(i) {
+            Some((_, msg)) => (msg.run_id.clone(), true),
+            None => match claimed.run_id {
+                Some(id) => (id, false),
+                None => return Err(ApiError::Internal("a claim ahead names no run".into())),
+            },
+        };
         match claimed.answer {
-            ClaimAnswer::Drop => nexts.push(Next::Ack),
-            ClaimAnswer::Later { delay_seconds } => nexts.push(Next::RetryIn(delay_seconds.max(1))),
+            ClaimAnswer::Drop if own => nexts.push(Next::Ack),
+            ClaimAnswer::Later { delay_seconds } if own => {
+                nexts.push(Next::RetryIn(delay_seconds.max(1)));
+            }
+            ClaimAnswer::Drop | ClaimAnswer::Later { .. } => {}
             dispatch @ ClaimAnswer::Dispatch { .. } => {
-                nexts.push(Next::Ack);
-                sends.push(attempt(trigger_id, &msg.run_id, dispatch, body, key));
+                if own {
+                    nexts.push(Next::Ack);
+                }
+                sends.push(attempt(trigger_id, run_id, dispatch, body, key));
             }
         }
     }
-    let reports: Vec<wire::RunReport> = join_all(sends).await.into_iter().flatten().collect();
-    if reports.is_empty() {
-        return Ok(nexts);
+    let mut reports: Vec<wire::RunReport> = join_all(sends).await.into_iter().flatten().collect();
+    // At most `MAX_BATCH_RUNS` reports a call: with runs taken ahead, a
+    // batch may have made twice as many attempts.
+    while !reports.is_empty() {
+        let rest = reports.split_off(reports.len().min(wire::MAX_BATCH_RUNS));
+        report(&rpc, wire::ReportBatch { reports }).await;
+        reports = rest;
     }
-    let report = serde_json::to_vec(&wire::ReportBatch { reports })
-        .map_err(|e| ApiError::internal("report json", e))?;
-    // A lost report would make the alarm send the runs again after their
-    // leases; try a few times before leaving it to that.
+    Ok(nexts)
+}
+
+/// Reports attempts in one call, trying a few times: a lost report would
+/// make the alarm send the runs again after their leases.
+async fn report(rpc: &wire::TriggerRpc, batch: wire::ReportBatch) {
+    let json = match serde_json::to_vec(&batch) {
+        Ok(r) => r,
+        Err(e) => {
+            ApiError::internal("report json", e).into_response();
+            return;
+        }
+    };
     let mut last = None;
     for _ in 0..3 {
-        match wire::batch_by_rpc(&rpc, wire::Batch::Report, &report).await {
-            Ok((200, _)) => return Ok(nexts),
+        match wire::batch_by_rpc(rpc, wire::Batch::Report, &json).await {
+            Ok((200, _)) => return,
             Ok((status, _)) => last = Some(ApiError::Internal(format!("report answered {status}"))),
             Err(e) => last = Some(e),
         }
@@ -216,13 +257,12 @@ async fn dispatch_group(
     if let Some(e) = last {
         e.into_response();
     }
-    Ok(nexts)
 }
 
 /// Makes one granted attempt and returns its report.
 async fn attempt(
     trigger_id: &str,
-    run_id: &str,
+    run_id: String,
     answer: ClaimAnswer,
     body: &[u8],
     key: &[u8],
@@ -251,7 +291,7 @@ async fn attempt(
     let id = AttemptId {
         trigger_id,
         delivery_id: &delivery_id,
-        run_id,
+        run_id: &run_id,
         route_id: route_id.as_deref(),
         attempt,
     };
@@ -260,7 +300,7 @@ async fn attempt(
     let sent = send(&target_url, &outbound, body, timeout_seconds).await;
     let duration_ms = (http::now().millis() - started.millis()).max(0) as u64;
     Some(wire::RunReport {
-        run_id: run_id.to_string(),
+        run_id,
         report: Report {
             attempt,
             error_class: edgehook_core::dispatch::error_class(

@@ -167,16 +167,29 @@ impl<'de> Deserialize<'de> for ClaimAnswer {
 pub struct ClaimBatch {
     /// The runs, in the order of their messages.
     pub run_ids: Vec<String>,
+    /// How many of the trigger's late runs (whose messages have not come
+    /// when they should have) the object may grant in the same answer, at
+    /// most [`MAX_AHEAD_RUNS`]. Absent (an older consumer): none.
+    #[serde(default)]
+    pub ahead: u32,
+    /// The body bytes those runs may add up to.
+    #[serde(default)]
+    pub ahead_bytes: u64,
 }
 
 /// One answer of a batch claim; its body (for a dispatch) follows the
-/// previous ones' in the frame.
+/// previous ones' in the frame. The answers for the batch's runs come first,
+/// in order; a dispatch of a late run taken ahead follows them, naming its
+/// run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claimed {
     /// What to do with the run.
     pub answer: ClaimAnswer,
     /// How many bytes of the frame's body are this run's.
     pub body_len: u64,
+    /// The run, for a run taken ahead of its message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// `POST /runs/report`: the reports of several attempts of one trigger.
@@ -197,6 +210,12 @@ pub struct RunReport {
 
 /// Most runs in one batch claim or report.
 pub const MAX_BATCH_RUNS: usize = 100;
+
+/// Most late runs one batch claim takes ahead of their messages. A batch
+/// whose trigger is behind delivers up to twice its size, so a local queue
+/// that hands over one batch at a time, or a production queue with a
+/// backlog, no longer sets the pace alone.
+pub const MAX_AHEAD_RUNS: u32 = 100;
 
 /// The consumer's report of one attempt.
 #[derive(Debug, Clone, Serialize, Deserialize)]

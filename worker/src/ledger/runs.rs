@@ -326,6 +326,22 @@ impl Ledger {
         Ok(open)
     }
 
+    /// Queued runs due at or before `due_by` with no attempt in flight,
+    /// oldest first: what a claim may take ahead of their late messages
+    /// (`edgehook_core::run::claimable_ahead`, as a query; the `runs_open`
+    /// index serves it, and while the queue keeps up it finds nothing).
+    pub fn late_runs(&self, due_by: Timestamp, limit: u32) -> ApiResult<Vec<RunRow>> {
+        self.rows(
+            "late runs",
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE status = 'queued' AND next_attempt_at <= ? AND lease_until IS NULL
+                 ORDER BY next_attempt_at LIMIT ?"
+            ),
+            vec![i(due_by.millis()), i(i64::from(limit))],
+        )
+    }
+
     /// Queued runs the alarm should look at: an attempt whose lease has
     /// ended, or a run due at least `grace_ms` ago with no attempt in flight;
     /// in both cases only once the spacing of its last re-send has passed.

@@ -39,10 +39,89 @@ impl Trigger {
             meta.push(wire::Claimed {
                 answer,
                 body_len: body.len() as u64,
+                run_id: None,
             });
             bodies.extend_from_slice(&body);
         }
+        let ahead = batch.ahead.min(wire::MAX_AHEAD_RUNS);
+        if ahead > 0 {
+            self.claim_ahead(
+                &batch.run_ids,
+                ahead,
+                batch.ahead_bytes,
+                &mut meta,
+                &mut bodies,
+            )
+            .await?;
+        }
         frame_answer(&meta, &bodies)
+    }
+
+    /// Grants, after a batch's own runs, up to `ahead` of the trigger's late
+    /// runs (`run::claimable_ahead`: due a while ago, never claimed since,
+    /// their messages behind or lost), oldest first, within `budget` body
+    /// bytes. Each goes through the same claim as a message's run (pause,
+    /// lease, attempts), and only those granted a dispatch are answered; the others' messages, when they come, are claimed as usual.
+    /// While the queue keeps up there are none: this is what keeps a backlog
+    /// from setting the pace of dispatch on its own.
+    async fn claim_ahead(
+        &self,
+        named: &[String],
+        ahead: u32,
+        budget: u64,
+        meta: &mut Vec<wire::Claimed>,
+        bodies: &mut Vec<u8>,
+    ) -> ApiResult<()> {
+        let now = now();
+        if self.config()?.is_none() || self.is_deleted()? {
+            return Ok(());
+        }
+        let due_by = now.minus_secs(run::CLAIM_AHEAD_AFTER_SECONDS);
+        // Runs of this batch that were not granted (an ordered route's later
+        // run, say) may be late too; they were answered already.
+        let late = self
+            .ledger()
+            .late_runs(due_by, ahead.saturating_add(named.len() as u32))?;
+        let mut left = budget;
+        let mut taken = 0;
+        for r in late {
+            if taken == ahead {
+                break;
+            }
+            if named.contains(&r.id) || !run::claimable_ahead(&r.state(), now) {
+                continue;
+            }
+            // An ordered route sends its next run when the one before is
+            // final, and a rate-limited one at its own pace: neither is
+            // held back by the queue, so neither is taken ahead. A run
+            // without a route has nothing to send.
+            let routes = self.routes()?;
+            let Some(route) = routes
+                .iter()
+                .find(|c| r.route_id.as_deref() == Some(c.config.id.as_str()))
+            else {
+                continue;
+            };
+            if route.config.ordered || route.config.rate_limit_per_second.is_some() {
+                continue;
+            }
+            let bytes = r.body_bytes.max(0) as u64;
+            if bytes > left {
+                break;
+            }
+            let (answer, body) = self.claim_one(&r.id).await?;
+            if let ClaimAnswer::Dispatch { .. } = answer {
+                left -= bytes.min(left);
+                taken += 1;
+                meta.push(wire::Claimed {
+                    answer,
+                    body_len: body.len() as u64,
+                    run_id: Some(r.id),
+                });
+                bodies.extend_from_slice(&body);
+            }
+        }
+        Ok(())
     }
 
     /// Reports of several attempts, in one call from the consumer.
