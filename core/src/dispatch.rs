@@ -7,9 +7,29 @@
 //! secret, so any Standard Webhooks library can verify it.
 
 use crate::headers::HeaderList;
+use crate::time::Timestamp;
 use crate::verify::{
     sign_standard, STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER,
 };
+
+/// How long the consumer reads a target's answer for its excerpt, once the
+/// headers came.
+pub const EXCERPT_WAIT_SECONDS: i64 = 2;
+/// What an attempt leaves of its lease for its report to reach the object.
+pub const REPORT_SLACK_SECONDS: i64 = 3;
+/// Sends one consumer invocation has waiting for their answer's headers at
+/// once: the platform's limit per invocation. Later ones wait their turn
+/// before their timeout starts.
+pub const SEND_SLOTS: usize = 6;
+
+/// Whether an attempt whose lease ends at `lease_until` may still start at
+/// `now`: only if it ends, timed out at worst, and is reported before the
+/// lease does, so the run cannot be granted to another consumer while this
+/// attempt is in flight. One that may not is given back unstarted.
+pub fn may_start(now: Timestamp, lease_until: Timestamp, timeout_seconds: u32) -> bool {
+    now.plus_secs(i64::from(timeout_seconds) + EXCERPT_WAIT_SECONDS + REPORT_SLACK_SECONDS)
+        <= lease_until
+}
 
 /// The header naming the trigger.
 pub const TRIGGER_ID_HEADER: &str = "x-edgehook-trigger-id";
@@ -156,8 +176,25 @@ pub fn error_class(
 mod tests {
     use super::*;
     use crate::secret::Secret;
-    use crate::time::Timestamp;
     use crate::verify::{standard_key, verify_standard};
+
+    #[test]
+    fn an_attempt_starts_only_if_it_ends_and_is_reported_within_its_lease() {
+        let claimed = Timestamp(1_000_000);
+        let timeout = 30;
+        let lease = claimed.plus_secs(i64::from(timeout) + crate::run::LEASE_MARGIN_SECONDS);
+        assert!(may_start(claimed, lease, timeout), "at once");
+        // The margin, less the excerpt and the report, is how long a send
+        // may wait for a slot.
+        let wait = crate::run::LEASE_MARGIN_SECONDS - EXCERPT_WAIT_SECONDS - REPORT_SLACK_SECONDS;
+        assert!(wait > 0);
+        assert!(may_start(claimed.plus_secs(wait), lease, timeout));
+        assert!(!may_start(
+            claimed.plus_secs(wait).plus_millis(1),
+            lease,
+            timeout
+        ));
+    }
 
     #[test]
     fn outbound_request_verifies_as_standard_webhooks() {

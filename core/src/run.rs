@@ -382,6 +382,20 @@ pub fn max_resends_within(seconds: i64) -> u32 {
     n
 }
 
+/// The state after the consumer gave back `attempt` without starting it
+/// (its send slots stayed busy past what the lease allows): queued and idle
+/// again, with the attempt count it had before the claim, so the attempt is
+/// neither counted nor shown. `None` when that attempt no longer holds the
+/// run: the give-back is stale and changes nothing.
+pub fn give_back(state: &RunState, attempt: u32) -> Option<RunState> {
+    (state.status == RunStatus::Queued && state.attempts == attempt && state.lease_until.is_some())
+        .then(|| RunState {
+            attempts: attempt.saturating_sub(1),
+            lease_until: None,
+            ..*state
+        })
+}
+
 /// Whether a consumer that claims other runs of the trigger at `now` should
 /// take this one too: it is queued, no attempt of it is in flight or was
 /// ever left unreported (no lease), and it became due at least
@@ -603,6 +617,23 @@ mod tests {
         let done = apply_settlement(&leased, Settlement::Delivered);
         assert!(!needs_reenqueue(&done, T0.plus_secs(10_000)));
         assert_eq!(recheck_at(&done), None);
+    }
+
+    #[test]
+    fn an_attempt_given_back_unstarted_leaves_no_trace() {
+        let s = RunState::new(T0);
+        let (leased, attempt) = claimed(&s, T0);
+        let back = give_back(&leased, attempt).expect("the holder gives it back");
+        assert_eq!(back.attempts, s.attempts, "not counted");
+        assert_eq!(back.lease_until, None, "claimable again at once");
+        assert_eq!(back.next_attempt_at, s.next_attempt_at);
+        let (again, next) = claimed(&back, T0.plus_secs(1));
+        assert_eq!(next, attempt, "the next claim makes the same attempt");
+        // Only the attempt that holds the run may give it back.
+        assert_eq!(give_back(&again, attempt + 1), None);
+        assert_eq!(give_back(&back, attempt), None, "twice");
+        let done = apply_settlement(&again, Settlement::Delivered);
+        assert_eq!(give_back(&done, next), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use edgehook_core::dispatch::SEND_SLOTS;
 use edgehook_core::verify::verify_standard;
 use edgehook_core::{HeaderList, Secret, Timestamp};
 use edgehook_e2e::*;
@@ -204,6 +205,73 @@ fn a_target_that_hangs_times_out_and_is_retried() {
     );
     assert_eq!(d["run"]["attempts"], 2);
     assert_eq!(d["run"]["last_error"], "timed out after 1s");
+}
+
+#[test]
+fn a_slow_target_gets_at_most_six_requests_at_once_and_every_run_once() {
+    // An edge of its own: the six send slots are per consumer invocation,
+    // shared by every trigger in a batch, and this target holds each one
+    // for 2.5 s.
+    let edge = Edge::start_miniflare("edgehook");
+    let capture = Capture::start();
+    let path = format!("/slow/2500/{}", unique("slots"));
+    let id = edge.create_trigger(json!({
+        "name": "slow target", "provider": "github", "signing_secret": SECRET,
+        "target_url": capture.url(&path), "target_timeout_seconds": 5
+    }))["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // More runs than the slots get through within a lease (20 s: the
+    // timeout and the margin): those are given back unstarted and claimed
+    // again, never timed out in the queue or sent twice.
+    let runs: Vec<Value> = (0..60)
+        .map(|i| {
+            let body = format!(r#"{{"n":{i}}}"#);
+            let sig = github_signature(SECRET, body.as_bytes());
+            let key = unique("k");
+            let r = edge.hook(
+                &id,
+                &[("x-hub-signature-256", &sig), ("x-github-delivery", &key)],
+                body.as_bytes(),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while capture.count(&path) < runs.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Room for a second send of any run to show.
+    std::thread::sleep(Duration::from_secs(3));
+    let calls = capture.received(&path);
+    let mut arrivals: Vec<_> = calls.iter().map(|c| c.at).collect();
+    arrivals.sort();
+    // Each request holds its slot until its headers, 2.5 s: a seventh can
+    // only start once one of six before it has its answer.
+    for w in arrivals.windows(SEND_SLOTS + 1) {
+        let gap = w[SEND_SLOTS].duration_since(w[0]);
+        assert!(
+            gap >= Duration::from_millis(2000),
+            "{} requests within {gap:?}",
+            SEND_SLOTS + 1
+        );
+    }
+    for a in &runs {
+        let run_id = a["run_id"].as_str().expect("run_id");
+        let sends = calls
+            .iter()
+            .filter(|c| c.header("webhook-id") == Some(run_id))
+            .count();
+        assert_eq!(sends, 1, "{run_id} was sent {sends} times");
+        let run = edge
+            .admin("GET", &format!("/api/triggers/{id}/runs/{run_id}"), None)
+            .json();
+        assert_eq!(run["status"], "delivered", "{run}");
+        // A given-back attempt is neither counted nor in the timeline.
+        assert_eq!(run["attempts"].as_array().map(Vec::len), Some(1), "{run}");
+    }
 }
 
 #[test]

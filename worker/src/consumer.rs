@@ -10,12 +10,15 @@
 //! runs of one trigger are claimed in one call to its object, sent
 //! concurrently, and reported in one call.
 
+use std::cell::RefCell;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use edgehook_core::dispatch::{outbound_headers, AttemptId};
+use edgehook_core::dispatch::{may_start, outbound_headers, AttemptId, SEND_SLOTS};
 use edgehook_core::run::AttemptOutcome;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use futures_util::future::{join_all, select, Either};
+use futures_util::FutureExt;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
@@ -53,6 +56,67 @@ fn waves(sizes: &[u64], budget: u64) -> Vec<std::ops::Range<usize>> {
         out.push(start..sizes.len());
     }
     out
+}
+
+/// The consumer's send slots: at most [`SEND_SLOTS`] attempts of one
+/// invocation wait for their answer's headers at once, as the platform
+/// allows; the others wait here, in the order they asked, and their timeouts
+/// start only when their requests do. (Left to the runtime, they would wait
+/// in its queue with their timeouts running, and a slow target would see
+/// attempts time out that were never sent.)
+#[derive(Default)]
+struct Slots {
+    state: RefCell<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// Tickets handed out: the `n`th asker holds ticket `n`.
+    issued: u64,
+    /// Slots given back.
+    released: u64,
+    /// Askers waiting for a slot.
+    waiting: Vec<Waker>,
+}
+
+impl Slots {
+    /// Waits for a slot, first come first served. Every asker must be
+    /// awaited to its slot (the consumer drops no attempt half-way), since
+    /// the askers behind it wait for its ticket.
+    async fn acquire(&self) -> Slot<'_> {
+        let ticket = {
+            let mut s = self.state.borrow_mut();
+            s.issued += 1;
+            s.issued - 1
+        };
+        std::future::poll_fn(|cx| {
+            let mut s = self.state.borrow_mut();
+            if ticket < s.released + SEND_SLOTS as u64 {
+                Poll::Ready(())
+            } else {
+                s.waiting.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        Slot(self)
+    }
+}
+
+/// A send slot, given back when dropped (once the answer's headers came).
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut s = self.0.state.borrow_mut();
+            s.released += 1;
+            std::mem::take(&mut s.waiting)
+        };
+        for w in waiting {
+            w.wake();
+        }
+    }
 }
 
 /// A message with its parsed run.
@@ -98,6 +162,7 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
                 .unwrap_or(MAX_BODY_BYTES_LIMIT)
         })
         .collect();
+    let slots = Slots::default();
     for wave in waves(&sizes, MAX_INFLIGHT_BODY_BYTES) {
         // The late runs a claim may add share what the wave leaves of the
         // budget.
@@ -121,11 +186,9 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
             }
         }
         let ahead_bytes = spare / groups.len().max(1) as u64;
-        join_all(
-            groups
-                .iter()
-                .map(|(trigger, group)| process_group(trigger, group, ahead_bytes, &env, &key)),
-        )
+        join_all(groups.iter().map(|(trigger, group)| {
+            process_group(trigger, group, ahead_bytes, &slots, &env, &key)
+        }))
         .await;
     }
     Ok(())
@@ -148,10 +211,11 @@ async fn process_group(
     trigger_id: &str,
     group: &[Queued<'_>],
     ahead_bytes: u64,
+    slots: &Slots,
     env: &Env,
     key: &[u8],
 ) {
-    match dispatch_group(trigger_id, group, ahead_bytes, env, key).await {
+    match dispatch_group(trigger_id, group, ahead_bytes, slots, env, key).await {
         Ok(nexts) => {
             for ((m, _), next) in group.iter().zip(nexts) {
                 match next {
@@ -173,6 +237,7 @@ async fn dispatch_group(
     trigger_id: &str,
     group: &[Queued<'_>],
     ahead_bytes: u64,
+    slots: &Slots,
     env: &Env,
     key: &[u8],
 ) -> ApiResult<Vec<Next>> {
@@ -217,14 +282,25 @@ async fn dispatch_group(
             }
             ClaimAnswer::Drop | ClaimAnswer::Later { .. } => {}
             dispatch @ ClaimAnswer::Dispatch { .. } => {
-                if own {
+                let own = own.then(|| {
                     nexts.push(Next::Ack);
-                }
-                sends.push(attempt(trigger_id, run_id, dispatch, body, key));
+                    nexts.len() - 1
+                });
+                sends.push(
+                    attempt(trigger_id, run_id, dispatch, body, key, slots).map(move |r| (own, r)),
+                );
             }
         }
     }
-    let mut reports: Vec<wire::RunReport> = join_all(sends).await.into_iter().flatten().collect();
+    let mut reports = Vec::with_capacity(sends.len());
+    for (own, report) in join_all(sends).await {
+        let Some(report) = report else { continue };
+        if let (true, Some(i)) = (report.report.not_started, own) {
+            // Given back unstarted: its message comes back in a second.
+            nexts[i] = Next::RetryIn(1);
+        }
+        reports.push(report);
+    }
     // At most `MAX_BATCH_RUNS` reports a call: with runs taken ahead, a
     // batch may have made twice as many attempts.
     while !reports.is_empty() {
@@ -266,6 +342,7 @@ async fn attempt(
     answer: ClaimAnswer,
     body: &[u8],
     key: &[u8],
+    slots: &Slots,
 ) -> Option<wire::RunReport> {
     let ClaimAnswer::Dispatch {
         attempt,
@@ -276,6 +353,7 @@ async fn attempt(
         route_id,
         extra_headers,
         not_before_ms,
+        lease_until_ms,
     } = answer
     else {
         return None;
@@ -295,9 +373,32 @@ async fn attempt(
         route_id: route_id.as_deref(),
         attempt,
     };
+    let slot = slots.acquire().await;
     let started = http::now();
+    if let Some(lease) = lease_until_ms {
+        if !may_start(started, edgehook_core::Timestamp(lease), timeout_seconds) {
+            // Its lease would end before it did: another consumer could be
+            // granted the run meanwhile. No request is made.
+            drop(slot);
+            return Some(wire::RunReport {
+                run_id,
+                report: Report {
+                    attempt,
+                    outcome: AttemptOutcome {
+                        status: None,
+                        error: Some("not started: every send slot stayed busy".into()),
+                    },
+                    started_at_ms: None,
+                    duration_ms: None,
+                    error_class: None,
+                    response_excerpt: None,
+                    not_started: true,
+                },
+            });
+        }
+    }
     let outbound = outbound_headers(&headers, &extra_headers, id, key, started.secs(), body);
-    let sent = send(&target_url, &outbound, body, timeout_seconds).await;
+    let sent = send(&target_url, &outbound, body, timeout_seconds, slot).await;
     let duration_ms = (http::now().millis() - started.millis()).max(0) as u64;
     Some(wire::RunReport {
         run_id,
@@ -313,6 +414,7 @@ async fn attempt(
             started_at_ms: Some(started.millis()),
             duration_ms: Some(duration_ms),
             response_excerpt: sent.excerpt,
+            not_started: false,
         },
     })
 }
@@ -378,6 +480,7 @@ async fn send(
     headers: &edgehook_core::HeaderList,
     body: &[u8],
     timeout_seconds: u32,
+    slot: Slot<'_>,
 ) -> Sent {
     let failed = |error: String| Sent {
         outcome: AttemptOutcome {
@@ -418,6 +521,8 @@ async fn send(
     });
     let timeout = Box::pin(Delay::from(Duration::from_secs(u64::from(timeout_seconds))));
     let result = select(fetch, timeout).await;
+    // The headers came (or never will): the slot goes to the next send.
+    drop(slot);
     match result {
         Either::Left((Ok(resp), _)) => {
             let status = resp.status();
@@ -451,7 +556,41 @@ async fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::waves;
+    use super::{waves, Slots, SEND_SLOTS};
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    #[test]
+    fn send_slots_go_first_come_first_served_and_no_more_than_six_at_once() {
+        let slots = Slots::default();
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut held = Vec::new();
+        for _ in 0..SEND_SLOTS {
+            match Box::pin(slots.acquire()).as_mut().poll(&mut cx) {
+                Poll::Ready(slot) => held.push(slot),
+                Poll::Pending => panic!("a free slot was refused"),
+            }
+        }
+        let mut seventh = Box::pin(slots.acquire());
+        let mut eighth = Box::pin(slots.acquire());
+        assert!(seventh.as_mut().poll(&mut cx).is_pending(), "six are busy");
+        assert!(eighth.as_mut().poll(&mut cx).is_pending());
+        // One answer's headers came: its slot goes to the first in line.
+        held.pop();
+        assert!(
+            eighth.as_mut().poll(&mut cx).is_pending(),
+            "not before the seventh"
+        );
+        let Poll::Ready(slot) = seventh.as_mut().poll(&mut cx) else {
+            panic!("the seventh waits for a free slot");
+        };
+        assert!(
+            eighth.as_mut().poll(&mut cx).is_pending(),
+            "six are busy again"
+        );
+        drop(slot);
+        assert!(eighth.as_mut().poll(&mut cx).is_ready());
+    }
 
     #[test]
     fn waves_stay_within_the_budget_and_keep_order() {

@@ -100,6 +100,11 @@ pub enum ClaimAnswer {
         extra_headers: std::collections::BTreeMap<String, String>,
         /// Not before this time (ms): the slot the route's rate limit gave.
         not_before_ms: Option<i64>,
+        /// When the attempt's lease ends (ms): an attempt that could not
+        /// end and be reported by then is given back unstarted
+        /// (`edgehook_core::dispatch::may_start`). Absent from older
+        /// objects' answers.
+        lease_until_ms: Option<i64>,
     },
     /// Final, gone, or someone else's: drop the message.
     Drop,
@@ -129,6 +134,7 @@ struct ClaimAnswerFields {
     #[serde(default)]
     extra_headers: std::collections::BTreeMap<String, String>,
     not_before_ms: Option<i64>,
+    lease_until_ms: Option<i64>,
     delay_seconds: Option<u32>,
 }
 
@@ -149,6 +155,7 @@ impl<'de> Deserialize<'de> for ClaimAnswer {
                 route_id: f.route_id,
                 extra_headers: f.extra_headers,
                 not_before_ms: f.not_before_ms,
+                lease_until_ms: f.lease_until_ms,
             }),
             "drop" => Ok(ClaimAnswer::Drop),
             "later" => Ok(ClaimAnswer::Later {
@@ -236,6 +243,10 @@ pub struct Report {
     /// The start of the target's response body.
     #[serde(default)]
     pub response_excerpt: Option<String>,
+    /// The attempt was given back unstarted: no request was made, and the
+    /// run is to be claimable again as if this claim had not been.
+    #[serde(default)]
+    pub not_started: bool,
 }
 
 /// Frames `meta` and `body`.
@@ -511,6 +522,7 @@ mod tests {
                 route_id: Some("rte_1".into()),
                 extra_headers: [("x-a".to_string(), "b".to_string())].into(),
                 not_before_ms: Some(1_700_000_000_000),
+                lease_until_ms: Some(1_700_000_045_000),
             },
             ClaimAnswer::Dispatch {
                 attempt: 1,
@@ -521,6 +533,7 @@ mod tests {
                 route_id: None,
                 extra_headers: Default::default(),
                 not_before_ms: None,
+                lease_until_ms: None,
             },
             ClaimAnswer::Drop,
             ClaimAnswer::Later { delay_seconds: 7 },
@@ -541,9 +554,22 @@ mod tests {
             ClaimAnswer::Dispatch {
                 route_id: None,
                 not_before_ms: None,
+                lease_until_ms: None,
                 ..
             }
         ));
+        // A batch claim or a report of a previous version, without the
+        // fields added since, reads with their defaults.
+        let claim: ClaimBatch = serde_json::from_str(r#"{"run_ids":["run_1"]}"#).expect("claim");
+        assert_eq!((claim.ahead, claim.ahead_bytes), (0, 0));
+        let claimed: Vec<Claimed> =
+            serde_json::from_str(r#"[{"answer":{"action":"drop"},"body_len":0}]"#)
+                .expect("answers");
+        assert!(claimed[0].run_id.is_none());
+        let report: Report =
+            serde_json::from_str(r#"{"attempt":1,"outcome":{"status":200,"error":null}}"#)
+                .expect("report");
+        assert!(!report.not_started);
         for bad in [
             r#"{"action":"dispatch","attempt":1}"#,
             r#"{"action":"later"}"#,

@@ -136,6 +136,29 @@ impl Ledger {
         Ok(ATTEMPT_STORED_BYTES)
     }
 
+    /// Removes an attempt that was claimed but never started, with what it
+    /// added to the storage budget; returns the bytes it accounted for (0 if
+    /// it was not there).
+    pub(super) fn remove_unstarted_attempt(&self, run: &RunRow, attempt: u32) -> ApiResult<i64> {
+        #[derive(Deserialize)]
+        struct Gone {
+            #[allow(dead_code)]
+            attempt: i64,
+        }
+        let rows = self.rows::<Gone>(
+            "remove unstarted attempt",
+            "DELETE FROM attempts
+             WHERE run_id = ? AND attempt = ? AND duration_ms IS NULL AND error IS NULL
+             RETURNING attempt",
+            vec![s(&run.id), i(i64::from(attempt))],
+        )?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.add_to_counter(STORED_BYTES, -ATTEMPT_STORED_BYTES)?;
+        Ok(ATTEMPT_STORED_BYTES)
+    }
+
     /// Completes an attempt with its report, once: a second report of the
     /// same attempt changes nothing. Returns whether this one did.
     pub fn finish_attempt(

@@ -109,6 +109,25 @@ impl Ledger {
         self.touch_delivery_adding(&run.delivery_id, bytes)
     }
 
+    /// Undoes the claim of `attempt`, which the consumer gave back
+    /// unstarted: `state` (`edgehook_core::run::give_back`) is written and
+    /// the attempt leaves the timeline and the storage budget.
+    pub fn give_back(
+        &self,
+        run: &RunRow,
+        state: &RunState,
+        attempt: u32,
+        now: Timestamp,
+    ) -> ApiResult<()> {
+        self.exec(
+            "give back run",
+            "UPDATE runs SET attempts = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+            vec![i(i64::from(state.attempts)), i(now.millis()), s(&run.id)],
+        )?;
+        let freed = self.remove_unstarted_attempt(run, attempt)?;
+        self.touch_delivery_adding(&run.delivery_id, -freed)
+    }
+
     /// Records that the alarm re-sent a run's message (`state` is the run
     /// after `run::apply_resend`), so the next re-send waits its spacing.
     pub fn record_resend(&self, run: &RunRow, state: &RunState) -> ApiResult<()> {

@@ -257,6 +257,7 @@ impl Trigger {
             route_id: Some(route.id.clone()),
             extra_headers: route.headers.clone(),
             not_before_ms: (wait > 0).then_some(slot.millis()),
+            lease_until_ms: Some(lease_until.millis()),
         };
         Ok((meta, body))
     }
@@ -296,6 +297,17 @@ impl Trigger {
         let cfg = self.config()?.ok_or(ApiError::NotFound("trigger"))?;
         let run_row = ledger.run(run_id)?.ok_or(ApiError::NotFound("run"))?;
         let state = run_row.state();
+        if report.not_started {
+            // No request was made: the claim is undone, and the run's
+            // message (or the next claim of its trigger) takes it again.
+            return Ok(match run::give_back(&state, report.attempt) {
+                Some(back) => {
+                    ledger.give_back(&run_row, &back, report.attempt, now)?;
+                    "given_back"
+                }
+                None => "stale",
+            });
+        }
         let route_row = match &run_row.route_id {
             Some(id) => ledger.route(id)?,
             None => None,
