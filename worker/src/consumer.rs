@@ -4,11 +4,14 @@
 //! object grants each attempt (a lease, so duplicate messages cannot send a run
 //! twice at once), decides retries and dead-lettering from the report, and
 //! sends every follow-up message itself. The consumer acks every message it
-//! handled and retries only those it could not hand to the object.
+//! handled and retries only those it could not hand to the object, and
+//! those whose attempt it gave back unstarted (a second later).
 //!
 //! A batch is handled in waves bounded by body bytes; within a wave, the
-//! runs of one trigger are claimed in one call to its object, sent
-//! concurrently, and reported in one call.
+//! runs of one trigger (and up to a hundred of its late runs) are claimed in
+//! one call to its object, sent concurrently through six send slots, and
+//! reported in calls of at most a hundred. An attempt that could not end
+//! within its lease by the time it gets a slot is given back unstarted.
 
 use std::cell::RefCell;
 use std::task::{Poll, Waker};
