@@ -37,6 +37,9 @@ const workers = {
     bindings: {
       ADMIN_TOKEN: process.env.ADMIN_TOKEN,
       DISPATCH_SECRET: process.env.DISPATCH_SECRET,
+      // As `make dev` sets it: the local runtime has no limit on
+      // connections waiting for headers, where production has six.
+      DISPATCH_SEND_SLOTS: "100",
     },
     durableObjects: {
       TRIGGERS: { className: "Trigger", useSQLite: true },
@@ -95,6 +98,16 @@ workers["floor-rpc-consumer"] = {
 // The same edge whose Worker does not consume the runs queue: what a crash
 // before dispatch leaves behind, for the drain measurement.
 workers["edgehook-without-consumer"] = { ...workers.edgehook, queueConsumers: undefined };
+
+// The same edge with production's send slots (six): for the test that a slow
+// target sees no more than six requests at once.
+workers["edgehook-platform-slots"] = {
+  ...workers.edgehook,
+  bindings: {
+    ADMIN_TOKEN: process.env.ADMIN_TOKEN,
+    DISPATCH_SECRET: process.env.DISPATCH_SECRET,
+  },
+};
 
 /** The Miniflare options of the Worker named `kind`, or undefined. */
 export function workerOptions(kind) {

@@ -40,4 +40,8 @@ cat <<EOT
     curl -s \$EDGEHOOK/api/triggers/\$TRIGGER/deliveries/\$DELIVERY -H "Authorization: Bearer \$TOKEN"; echo
 
 EOT
-exec "$WRANGLER" dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false
+# The local runtime has no limit on a consumer's connections waiting for
+# headers, where production has six: the consumer's send slots are lifted
+# to match it (worker/src/consumer.rs, `DISPATCH_SEND_SLOTS`).
+exec "$WRANGLER" dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false \
+  --var DISPATCH_SEND_SLOTS:100

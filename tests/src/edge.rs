@@ -49,7 +49,7 @@ pub enum Runtime {
     /// `wrangler dev` with the `wrangler.toml` in the edge's directory.
     Wrangler,
     /// `node bench/miniflare.mjs <worker>`: `edgehook`,
-    /// `edgehook-without-consumer`, `noop`, `floor-rpc`, `floor-fetch`,
+    /// `edgehook-without-consumer`, `edgehook-platform-slots`, `noop`, `floor-rpc`, `floor-fetch`,
     /// `floor-rust`, `floor-rust-ledger` or `floor-rpc-consumer`.
     Miniflare(&'static str),
 }
@@ -286,7 +286,10 @@ impl Edge {
                     .args(["--inspector-port", &free_port().to_string()])
                     .arg("--persist-to")
                     .arg(self.dir.join("state"))
-                    .arg("--show-interactive-dev-session=false");
+                    .arg("--show-interactive-dev-session=false")
+                    // As `make dev` does: the local runtime has no limit on
+                    // connections waiting for headers.
+                    .args(["--var", "DISPATCH_SEND_SLOTS:100"]);
                 cmd
             }
             Runtime::Miniflare(worker) => {

@@ -209,10 +209,11 @@ fn a_target_that_hangs_times_out_and_is_retried() {
 
 #[test]
 fn a_slow_target_gets_at_most_six_requests_at_once_and_every_run_once() {
-    // An edge of its own: the six send slots are per consumer invocation,
-    // shared by every trigger in a batch, and this target holds each one
-    // for 2.5 s.
-    let edge = Edge::start_miniflare("edgehook");
+    // An edge of its own, with production's six send slots (local runs lift
+    // them, as the local runtime has no such limit): the slots are per
+    // consumer invocation, shared by every trigger in a batch, and this
+    // target holds each one for 2.5 s.
+    let edge = Edge::start_miniflare("edgehook-platform-slots");
     let capture = Capture::start();
     let path = format!("/slow/2500/{}", unique("slots"));
     let id = edge.create_trigger(json!({

@@ -61,14 +61,23 @@ fn waves(sizes: &[u64], budget: u64) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// The consumer's send slots: at most [`SEND_SLOTS`] attempts of one
-/// invocation wait for their answer's headers at once, as the platform
-/// allows; the others wait here, in the order they asked, and their timeouts
-/// start only when their requests do. (Left to the runtime, they would wait
-/// in its queue with their timeouts running, and a slow target would see
-/// attempts time out that were never sent.)
-#[derive(Default)]
+/// The Worker variable that sets the consumer's send slots: by default
+/// [`SEND_SLOTS`], the platform's limit. A local runtime has no such limit,
+/// so `make dev` (and the tests and the bench, like it) set it higher there
+/// (`--var DISPATCH_SEND_SLOTS:100`); in production more than six would only
+/// move the waiting back into the runtime's queue.
+const SEND_SLOTS_VAR: &str = "DISPATCH_SEND_SLOTS";
+/// The most send slots the variable may ask for.
+const MAX_SEND_SLOTS: usize = 1000;
+
+/// The consumer's send slots: at most so many attempts of one invocation
+/// ([`SEND_SLOTS`] in production, as the platform allows) wait for their
+/// answer's headers at once; the others wait here, in the order they asked,
+/// and their timeouts start only when their requests do. (Left to the
+/// runtime, they would wait in its queue with their timeouts running, and a
+/// slow target would see attempts time out that were never sent.)
 struct Slots {
+    capacity: u64,
     state: RefCell<SlotState>,
 }
 
@@ -83,6 +92,22 @@ struct SlotState {
 }
 
 impl Slots {
+    fn new(capacity: usize) -> Slots {
+        Slots {
+            capacity: capacity.clamp(1, MAX_SEND_SLOTS) as u64,
+            state: RefCell::default(),
+        }
+    }
+
+    /// The slots `env` asks for ([`SEND_SLOTS_VAR`]), or the platform's.
+    fn of(env: &Env) -> Slots {
+        let asked = env
+            .var(SEND_SLOTS_VAR)
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<usize>().ok());
+        Slots::new(asked.unwrap_or(SEND_SLOTS))
+    }
+
     /// Waits for a slot, first come first served. Every asker must be
     /// awaited to its slot (the consumer drops no attempt half-way), since
     /// the askers behind it wait for its ticket.
@@ -94,7 +119,7 @@ impl Slots {
         };
         std::future::poll_fn(|cx| {
             let mut s = self.state.borrow_mut();
-            if ticket < s.released + SEND_SLOTS as u64 {
+            if ticket < s.released + self.capacity {
                 Poll::Ready(())
             } else {
                 s.waiting.push(cx.waker().clone());
@@ -165,7 +190,7 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
                 .unwrap_or(MAX_BODY_BYTES_LIMIT)
         })
         .collect();
-    let slots = Slots::default();
+    let slots = Slots::of(&env);
     for wave in waves(&sizes, MAX_INFLIGHT_BODY_BYTES) {
         // The late runs a claim may add share what the wave leaves of the
         // budget.
@@ -565,7 +590,7 @@ mod tests {
 
     #[test]
     fn send_slots_go_first_come_first_served_and_no_more_than_six_at_once() {
-        let slots = Slots::default();
+        let slots = Slots::new(SEND_SLOTS);
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let mut held = Vec::new();
         for _ in 0..SEND_SLOTS {
