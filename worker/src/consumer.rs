@@ -190,7 +190,11 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
                 .unwrap_or(MAX_BODY_BYTES_LIMIT)
         })
         .collect();
-    let slots = Slots::of(&env);
+    let invocation = Invocation {
+        env: &env,
+        key: &key,
+        slots: Slots::of(&env),
+    };
     for wave in waves(&sizes, MAX_INFLIGHT_BODY_BYTES) {
         // The late runs a claim may add share what the wave leaves of the
         // budget.
@@ -214,9 +218,11 @@ pub async fn handle(batch: MessageBatch<serde_json::Value>, env: Env) -> worker:
             }
         }
         let ahead_bytes = spare / groups.len().max(1) as u64;
-        join_all(groups.iter().map(|(trigger, group)| {
-            process_group(trigger, group, ahead_bytes, &slots, &env, &key)
-        }))
+        join_all(
+            groups
+                .iter()
+                .map(|(trigger, group)| invocation.process_group(trigger, group, ahead_bytes)),
+        )
         .await;
     }
     Ok(())
@@ -230,113 +236,117 @@ fn retry(m: &RawMessage, seconds: u32) {
     );
 }
 
-/// Claims a trigger's runs in one call (with up to
-/// [`wire::MAX_AHEAD_RUNS`] of its late runs, within `ahead_bytes`), sends
-/// those granted concurrently, and reports them. A group the object cannot
-/// be reached for is retried as a whole; the claims it may have granted end
-/// with their leases and the alarm sends those runs again.
-async fn process_group(
-    trigger_id: &str,
-    group: &[Queued<'_>],
-    ahead_bytes: u64,
-    slots: &Slots,
-    env: &Env,
-    key: &[u8],
-) {
-    match dispatch_group(trigger_id, group, ahead_bytes, slots, env, key).await {
-        Ok(nexts) => {
-            for ((m, _), next) in group.iter().zip(nexts) {
-                match next {
-                    Next::Ack => m.ack(),
-                    Next::RetryIn(s) => retry(m, s),
+/// What every group of a batch shares: the bindings, the dispatch key and
+/// the invocation's send slots.
+struct Invocation<'a> {
+    env: &'a Env,
+    key: &'a [u8],
+    slots: Slots,
+}
+
+impl Invocation<'_> {
+    /// Claims a trigger's runs in one call (with up to
+    /// [`wire::MAX_AHEAD_RUNS`] of its late runs, within `ahead_bytes`),
+    /// sends those granted concurrently, and reports them. A group the
+    /// object cannot be reached for is retried as a whole; the claims it
+    /// may have granted end with their leases and the alarm sends those
+    /// runs again.
+    async fn process_group(&self, trigger_id: &str, group: &[Queued<'_>], ahead_bytes: u64) {
+        match self.dispatch_group(trigger_id, group, ahead_bytes).await {
+            Ok(nexts) => {
+                for ((m, _), next) in group.iter().zip(nexts) {
+                    match next {
+                        Next::Ack => m.ack(),
+                        Next::RetryIn(s) => retry(m, s),
+                    }
+                }
+            }
+            Err(e) => {
+                e.into_response();
+                for (m, _) in group {
+                    retry(m, INFRA_RETRY_SECONDS);
                 }
             }
         }
-        Err(e) => {
-            e.into_response();
-            for (m, _) in group {
-                retry(m, INFRA_RETRY_SECONDS);
-            }
-        }
     }
-}
 
-async fn dispatch_group(
-    trigger_id: &str,
-    group: &[Queued<'_>],
-    ahead_bytes: u64,
-    slots: &Slots,
-    env: &Env,
-    key: &[u8],
-) -> ApiResult<Vec<Next>> {
-    let rpc = wire::trigger_rpc(env, trigger_id)?;
-    let claim = serde_json::to_vec(&wire::ClaimBatch {
-        run_ids: group.iter().map(|(_, m)| m.run_id.clone()).collect(),
-        ahead: wire::MAX_AHEAD_RUNS,
-        ahead_bytes,
-    })
-    .map_err(|e| ApiError::internal("claim json", e))?;
-    let (status, bytes) = wire::batch_by_rpc(&rpc, wire::Batch::Claim, &claim).await?;
-    if status != 200 {
-        return Err(ApiError::Internal(format!("claim answered {status}")));
-    }
-    let (answers, mut bodies) = wire::unframe::<Vec<wire::Claimed>>(&bytes)?;
-    if answers.len() < group.len() {
-        return Err(ApiError::Internal(
-            "claim answered fewer runs than asked".into(),
-        ));
-    }
-    let mut nexts = Vec::with_capacity(group.len());
-    let mut sends = Vec::new();
-    for (i, claimed) in answers.into_iter().enumerate() {
-        let len = usize::try_from(claimed.body_len).unwrap_or(usize::MAX);
-        let body = bodies
-            .get(..len)
-            .ok_or_else(|| ApiError::Internal("claim frame too short".into()))?;
-        bodies = &bodies[len..];
-        // The batch's own runs first, in order; then late runs taken
-        // ahead, which have no message here to ack or retry.
-        let (run_id, own) = match group.get(i) {
-            Some((_, msg)) => (msg.run_id.clone(), true),
-            None => match claimed.run_id {
-                Some(id) => (id, false),
-                None => return Err(ApiError::Internal("a claim ahead names no run".into())),
-            },
-        };
-        match claimed.answer {
-            ClaimAnswer::Drop if own => nexts.push(Next::Ack),
-            ClaimAnswer::Later { delay_seconds } if own => {
-                nexts.push(Next::RetryIn(delay_seconds.max(1)));
-            }
-            ClaimAnswer::Drop | ClaimAnswer::Later { .. } => {}
-            dispatch @ ClaimAnswer::Dispatch { .. } => {
-                let own = own.then(|| {
-                    nexts.push(Next::Ack);
-                    nexts.len() - 1
-                });
-                sends.push(
-                    attempt(trigger_id, run_id, dispatch, body, key, slots).map(move |r| (own, r)),
-                );
+    async fn dispatch_group(
+        &self,
+        trigger_id: &str,
+        group: &[Queued<'_>],
+        ahead_bytes: u64,
+    ) -> ApiResult<Vec<Next>> {
+        let (slots, key) = (&self.slots, self.key);
+        let rpc = wire::trigger_rpc(self.env, trigger_id)?;
+        let claim = serde_json::to_vec(&wire::ClaimBatch {
+            run_ids: group.iter().map(|(_, m)| m.run_id.clone()).collect(),
+            ahead: wire::MAX_AHEAD_RUNS,
+            ahead_bytes,
+        })
+        .map_err(|e| ApiError::internal("claim json", e))?;
+        let (status, bytes) = wire::batch_by_rpc(&rpc, wire::Batch::Claim, &claim).await?;
+        if status != 200 {
+            return Err(ApiError::Internal(format!("claim answered {status}")));
+        }
+        let (answers, mut bodies) = wire::unframe::<Vec<wire::Claimed>>(&bytes)?;
+        if answers.len() < group.len() {
+            return Err(ApiError::Internal(
+                "claim answered fewer runs than asked".into(),
+            ));
+        }
+        let mut nexts = Vec::with_capacity(group.len());
+        let mut sends = Vec::new();
+        for (i, claimed) in answers.into_iter().enumerate() {
+            let len = usize::try_from(claimed.body_len).unwrap_or(usize::MAX);
+            let body = bodies
+                .get(..len)
+                .ok_or_else(|| ApiError::Internal("claim frame too short".into()))?;
+            bodies = &bodies[len..];
+            // The batch's own runs first, in order; then late runs taken
+            // ahead, which have no message here to ack or retry.
+            let (run_id, own) = match group.get(i) {
+                Some((_, msg)) => (msg.run_id.clone(), true),
+                None => match claimed.run_id {
+                    Some(id) => (id, false),
+                    None => return Err(ApiError::Internal("a claim ahead names no run".into())),
+                },
+            };
+            match claimed.answer {
+                ClaimAnswer::Drop if own => nexts.push(Next::Ack),
+                ClaimAnswer::Later { delay_seconds } if own => {
+                    nexts.push(Next::RetryIn(delay_seconds.max(1)));
+                }
+                ClaimAnswer::Drop | ClaimAnswer::Later { .. } => {}
+                dispatch @ ClaimAnswer::Dispatch { .. } => {
+                    let own = own.then(|| {
+                        nexts.push(Next::Ack);
+                        nexts.len() - 1
+                    });
+                    sends.push(
+                        attempt(trigger_id, run_id, dispatch, body, key, slots)
+                            .map(move |r| (own, r)),
+                    );
+                }
             }
         }
-    }
-    let mut reports = Vec::with_capacity(sends.len());
-    for (own, report) in join_all(sends).await {
-        let Some(report) = report else { continue };
-        if let (true, Some(i)) = (report.report.not_started, own) {
-            // Given back unstarted: its message comes back in a second.
-            nexts[i] = Next::RetryIn(1);
+        let mut reports = Vec::with_capacity(sends.len());
+        for (own, report) in join_all(sends).await {
+            let Some(report) = report else { continue };
+            if let (true, Some(i)) = (report.report.not_started, own) {
+                // Given back unstarted: its message comes back in a second.
+                nexts[i] = Next::RetryIn(1);
+            }
+            reports.push(report);
         }
-        reports.push(report);
+        // At most `MAX_BATCH_RUNS` reports a call: with runs taken ahead, a
+        // batch may have made twice as many attempts.
+        while !reports.is_empty() {
+            let rest = reports.split_off(reports.len().min(wire::MAX_BATCH_RUNS));
+            report(&rpc, wire::ReportBatch { reports }).await;
+            reports = rest;
+        }
+        Ok(nexts)
     }
-    // At most `MAX_BATCH_RUNS` reports a call: with runs taken ahead, a
-    // batch may have made twice as many attempts.
-    while !reports.is_empty() {
-        let rest = reports.split_off(reports.len().min(wire::MAX_BATCH_RUNS));
-        report(&rpc, wire::ReportBatch { reports }).await;
-        reports = rest;
-    }
-    Ok(nexts)
 }
 
 /// Reports attempts in one call, trying a few times: a lost report would
