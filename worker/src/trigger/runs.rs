@@ -61,9 +61,10 @@ impl Trigger {
     /// runs (`run::claimable_ahead`: due a while ago, never claimed since,
     /// their messages behind or lost), oldest first, within `budget` body
     /// bytes. Each goes through the same claim as a message's run (pause,
-    /// lease, attempts), and only those granted a dispatch are answered; the others' messages, when they come, are claimed as usual.
-    /// While the queue keeps up there are none: this is what keeps a backlog
-    /// from setting the pace of dispatch on its own.
+    /// lease, attempts), and only those granted a dispatch are answered; the
+    /// others' messages, when they come, are claimed as usual. While the
+    /// queue keeps up there are none: this is what keeps a backlog from
+    /// setting the pace of dispatch on its own.
     async fn claim_ahead(
         &self,
         named: &[String],
