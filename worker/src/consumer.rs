@@ -17,7 +17,9 @@ use std::cell::RefCell;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use edgehook_core::dispatch::{may_start, outbound_headers, AttemptId, SEND_SLOTS};
+use edgehook_core::dispatch::{
+    may_start, outbound_headers, AttemptId, EXCERPT_WAIT_SECONDS, SEND_SLOTS,
+};
 use edgehook_core::run::AttemptOutcome;
 use edgehook_core::trigger::MAX_BODY_BYTES_LIMIT;
 use futures_util::future::{join_all, select, Either};
@@ -567,7 +569,9 @@ async fn send(
             // The excerpt is bounded in time too: a target that answers and
             // then trickles its body does not hold the consumer.
             let read = Box::pin(excerpt(resp));
-            let limit = Box::pin(Delay::from(Duration::from_secs(2)));
+            let limit = Box::pin(Delay::from(Duration::from_secs(
+                EXCERPT_WAIT_SECONDS.unsigned_abs(),
+            )));
             let excerpt = match select(read, limit).await {
                 Either::Left((e, _)) => e,
                 Either::Right(_) => None,

@@ -83,6 +83,7 @@ impl Trigger {
         let late = self
             .ledger()
             .late_runs(due_by, ahead.saturating_add(named.len() as u32))?;
+        let routes = self.routes()?;
         let mut left = budget;
         let mut taken = 0;
         for r in late {
@@ -96,7 +97,6 @@ impl Trigger {
             // final, and a rate-limited one at its own pace: neither is
             // held back by the queue, so neither is taken ahead. A run
             // without a route has nothing to send.
-            let routes = self.routes()?;
             let Some(route) = routes
                 .iter()
                 .find(|c| r.route_id.as_deref() == Some(c.config.id.as_str()))
