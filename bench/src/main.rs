@@ -93,21 +93,46 @@ fn listed(section: &str) -> bool {
     std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == section))
 }
 
+/// Each section's wall time, in the order run.
+struct Sections(Vec<String>, Instant);
+
+impl Default for Sections {
+    fn default() -> Self {
+        Sections(Vec::new(), Instant::now())
+    }
+}
+
+impl Sections {
+    /// Records the section that just ended, and says so on stderr.
+    fn done(&mut self, name: &str) {
+        let secs = self.1.elapsed().as_secs_f64();
+        eprintln!("bench: {name} took {secs:.0} s");
+        self.0.push(format!("{name} {secs:.0} s"));
+        self.1 = Instant::now();
+    }
+}
+
 fn main() {
     let started = Instant::now();
     let requests = env_num("BENCH_REQUESTS", 3000);
     let c = env_num("BENCH_CONCURRENCY", 16);
     let mut report = Report::default();
     let capture = Capture::start();
+    // How long each section took, so the bench's own length can be kept
+    // in check (the 20 minutes from a fresh clone).
+    let mut took = Sections::default();
 
     if listed("probe") {
         ingest::probe(&mut report, requests, c);
     }
     if runs("wrangler") {
         ingest::wrangler_ingest(&mut report, requests, c, &capture);
+        took.done("ingest under wrangler dev");
     }
     let latency = if runs("miniflare") {
-        ingest::miniflare_ingest(&mut report, requests)
+        let rows = ingest::miniflare_ingest(&mut report, requests);
+        took.done("ingest under Miniflare");
+        rows
     } else {
         Vec::new()
     };
@@ -115,6 +140,7 @@ fn main() {
     let seconds = env_num("BENCH_DISPATCH_SECONDS", 60) as u64;
     if runs("dispatch") {
         dispatch::dispatch_section(&mut report, &capture, seconds, c);
+        took.done("dispatch");
     }
     if runs("drain") {
         let drain_runs = env_num("BENCH_DRAIN_RUNS", 2000);
@@ -123,6 +149,7 @@ fn main() {
         report.line(format!(
             "{acked} runs acknowledged by an edge whose queue consumer never ran (its messages lost with it); after a restart with a consumer, {delivered} of them reached the target {secs:.1} s after the edge was ready.\n"
         ));
+        took.done("crash drain");
     }
     let growth = if runs("growth") {
         let (points, edge, trigger) = growth::growth(
@@ -132,7 +159,9 @@ fn main() {
             c,
             env_num("BENCH_GROWTH", 1_000_000),
         );
+        took.done("growth");
         growth::versus_copy(&mut report, &edge, &trigger);
+        took.done("backfill");
         points
     } else {
         Vec::new()
@@ -154,11 +183,13 @@ fn main() {
     }
     if runs("startup") {
         startup::startup(&mut report, env_num("BENCH_STARTUPS", 9), &sizes);
+        took.done("start-up");
     }
     report.line(format!(
-        "(`make bench`, {:.0} s on this machine, {} cores)",
+        "(`make bench`, {:.0} s on this machine, {} cores: {})",
         started.elapsed().as_secs_f64(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        took.0.join(", ")
     ));
 
     let text = report.0.join("\n");

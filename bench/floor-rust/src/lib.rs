@@ -260,7 +260,11 @@ impl Ledger {
         for row in sql
             .exec(
                 schema::COUNT_STORED_BYTES,
-                vec![V::Integer(size), V::Integer(i64::MAX)],
+                vec![
+                    V::Integer(size),
+                    // The bench trigger's budget, as edgehook passes it.
+                    V::Integer(edgehook_core::trigger::MAX_STORAGE_BUDGET_BYTES as i64),
+                ],
             )?
             .raw()
         {
