@@ -82,6 +82,14 @@ workers["floor-rust-ledger"] = {
   bindings: { FLOOR_SECRET: process.env.FLOOR_SECRET, FLOOR_LEDGER: "edgehook" },
 };
 
+// The JavaScript ledger floor: the RPC floor writing edgehook's rows with
+// edgehook's schema and statements (bench/floor/floor.js). Run it with
+// `BENCH_ONLY=probe BENCH_PROBE_WORKERS=floor-rpc,floor-js-ledger,...`.
+workers["floor-js-ledger"] = {
+  ...workers.floor("rpc"),
+  bindings: { FLOOR_SECRET: process.env.FLOOR_SECRET, FLOOR_MODE: "rpc", FLOOR_LEDGER: "edgehook" },
+};
+
 // The RPC floor with a do-nothing consumer of its queue, which POSTs each
 // message to FLOOR_TARGET: what Miniflare's local queue delivers under a
 // load, with no edgehook code on either side of it.

@@ -8,12 +8,37 @@
 // object: "rpc" (a JavaScript RPC method of a class that extends
 // `DurableObject`) or "fetch" (the object's `fetch`, as workers-rs does).
 //
+// With `FLOOR_LEDGER = "edgehook"` (the JavaScript ledger floor) it writes,
+// instead of its one row, the rows edgehook writes for a new GitHub delivery
+// with one run, with edgehook's own schema and statements (`schema.mjs`,
+// written by `make bench` from core/src/schema.rs), as the Rust ledger floor
+// (bench/floor-rust) does: what edgehook's ledger layout costs with no Wasm
+// in the way.
+//
 // With `FLOOR_TARGET` set (the dispatch section's Miniflare reference), its
 // answer names the run (the delivery id) and a do-nothing consumer POSTs each
 // queue message to that URL: the least a queue consumer can do, to show what
 // the local queue itself delivers under load.
 
 import { DurableObject } from "cloudflare:workers";
+import * as schema from "./schema.mjs";
+
+// The stored headers of a GitHub delivery, as the Rust ledger floor stores
+// them (its STORED_HEADERS).
+const STORED_HEADERS = JSON.stringify([
+  ["accept", "*/*"],
+  ["content-type", "application/json"],
+  ["user-agent", "GitHub-Hookshot/0000000"],
+  ["x-github-delivery", "00000000-0000-0000-0000-000000000000"],
+  ["x-github-event", "push"],
+  ["x-github-hook-id", "000000000"],
+  ["x-hub-signature-256", "sha256:00000000"],
+]);
+// What edgehook counts for each stored row besides its headers and body
+// (edgehook_core::ingest::ROW_OVERHEAD_BYTES).
+const ROW_OVERHEAD_BYTES = 512;
+// The bench trigger's storage budget, as edgehook passes it.
+const STORAGE_BUDGET_BYTES = 9 * 1024 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 let key;
@@ -49,15 +74,57 @@ function json(status, value) {
 export class Ledger extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
-    ctx.storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS deliveries (id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL)",
+    this.edgehookRows = env.FLOOR_LEDGER === "edgehook";
+    if (this.edgehookRows) {
+      // Steps run once per object: `ALTER TABLE` may not run twice.
+      const done = ctx.storage.sql
+        .exec("SELECT name FROM sqlite_master WHERE name = 'attempts_delivery'")
+        .toArray().length;
+      if (!done) for (const stmt of schema.MIGRATIONS) ctx.storage.sql.exec(stmt);
+    } else {
+      ctx.storage.sql.exec(
+        "CREATE TABLE IF NOT EXISTS deliveries (id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL)",
+      );
+    }
+  }
+
+  // edgehook's admission of a new GitHub delivery with one run, statement
+  // for statement (the Rust ledger floor's insert_as_edgehook): whether it
+  // was new.
+  insertAsEdgehook(id, now, body) {
+    const sql = this.ctx.storage.sql;
+    // A GitHub delivery's dedupe key is its delivery id.
+    if (sql.exec(schema.FIND_HOLDER, id, now - 86_400_000).toArray().length > 0) return false;
+    const size = STORED_HEADERS.length + body.byteLength + ROW_OVERHEAD_BYTES;
+    let seq = null;
+    for (const [name, value] of sql.exec(schema.COUNT_STORED_BYTES, size, STORAGE_BUDGET_BYTES).raw()) {
+      if (name === "seq") seq = value;
+    }
+    const runId = "run_" + id;
+    sql.exec(
+      schema.INSERT_DELIVERY,
+      ...[id, seq, now, "queued", id, "valid", "current", "push", null, null, null],
+      ...[STORED_HEADERS, body.byteLength, runId, 0, size, null],
     );
+    sql.exec(schema.INSERT_BODY, id, 0, body);
+    sql.exec(schema.INSERT_RUN, runId, id, "queued", now, now, now, null);
+    return true;
   }
 
   // Inserts the delivery unless its id is known; a new one gets an alarm
   // (the re-send guarantee) and its queue message.
   async admit(id, body) {
     const now = Date.now();
+    if (this.edgehookRows) {
+      const fresh = this.insertAsEdgehook(id, now, body);
+      if (fresh) {
+        if ((await this.ctx.storage.getAlarm()) === null) {
+          await this.ctx.storage.setAlarm(now + 60_000);
+        }
+        await this.env.RUNS.send({ id });
+      }
+      return fresh;
+    }
     const cursor = this.ctx.storage.sql.exec(
       "INSERT INTO deliveries (id, received_at, body) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
       id,

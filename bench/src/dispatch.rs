@@ -226,9 +226,9 @@ pub fn dispatch_section(report: &mut Report, capture: &Capture, seconds: u64, c:
     };
     // The two Miniflare closed loops show the broker's stall and set the
     // pace; the targets are judged on the paced load and on `wrangler dev`.
-    // They run half as long: a stalled backlog takes half a minute more to
-    // drain, and the bench must finish in 20 minutes from a fresh clone.
-    let short = (seconds / 2).max(10);
+    // They run a third as long: a stalled backlog takes half a minute more
+    // to drain, and the bench must finish in 20 minutes from a fresh clone.
+    let short = (seconds / 3).max(10);
     let closed_loop_rate = {
         let edge = Edge::start_miniflare("edgehook");
         let d = dispatch_sustained(&edge, capture, short, c, None);

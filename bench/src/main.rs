@@ -12,10 +12,10 @@
 //!    edgehook over GitHub and Stripe signatures, 2 KB and 256 KB bodies,
 //!    new and duplicate deliveries.
 //!
-//! Both ingest sections end with the two floors and edgehook taking turns,
-//! `BENCH_ROUNDS` rounds (3) of new GitHub 2 KB deliveries, side by side:
-//! the medians of those rounds are the ratios least moved by the machine's
-//! drift.
+//! Both ingest sections end with the floors and edgehook taking turns,
+//! `BENCH_ROUNDS` rounds (3) of new GitHub 2 KB deliveries at concurrency
+//! 16, side by side: the medians of those rounds are the ratios least moved
+//! by the machine's drift.
 //! 3. Dispatch, sustained: runs delivered per second against deliveries
 //!    acknowledged per second over the load's steady window (its last five
 //!    sixths), the runs not yet delivered when it ended, and the lag from
@@ -23,7 +23,7 @@
 //!    runtimes, the JavaScript floor with a do-nothing consumer under
 //!    Miniflare (what its local queue itself delivers), and a load paced at
 //!    three quarters of edgehook's closed-loop rate under Miniflare. The
-//!    two Miniflare closed loops run for half of `BENCH_DISPATCH_SECONDS`.
+//!    two Miniflare closed loops run for a third of `BENCH_DISPATCH_SECONDS`.
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
 //!    never ran, then delivered after a restart.
 //! 5. Growth: ingest into ledgers of about 200, 100,000 and 1,000,000
@@ -35,7 +35,7 @@
 //!    Miniflare, taking turns, timed to ready and to its first answer.
 //! 7. Backfill: rows/s syncing the 100,000-delivery ledger into PostgreSQL,
 //!    against a raw binary `COPY` of the same rows; once the growth loads'
-//!    runs have been dispatched, five of each taking turns, the median of
+//!    runs have been dispatched, three of each taking turns, the median of
 //!    each turn's ratio.
 //!
 //! The report is printed and written to `bench/results/` (`latest.md`,
@@ -112,8 +112,37 @@ impl Sections {
     }
 }
 
+/// Writes `bench/floor/schema.mjs`, edgehook's schema and admission
+/// statements (`edgehook_core::schema`) for the JavaScript ledger floor, so
+/// that it runs the very text edgehook runs.
+fn write_js_schema() {
+    use edgehook_core::schema;
+    let js = |v: &str| serde_json::to_string(v).expect("a string");
+    let steps: Vec<&str> = schema::MIGRATIONS
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect();
+    let text = format!(
+        "// Written by `make bench` from core/src/schema.rs; not edited by hand.\n\
+         export const MIGRATIONS = {};\n\
+         export const FIND_HOLDER = {};\n\
+         export const COUNT_STORED_BYTES = {};\n\
+         export const INSERT_DELIVERY = {};\n\
+         export const INSERT_BODY = {};\n\
+         export const INSERT_RUN = {};\n",
+        serde_json::to_string(&steps).expect("steps"),
+        js(&schema::find_holder_query()),
+        js(schema::COUNT_STORED_BYTES),
+        js(schema::INSERT_DELIVERY),
+        js(schema::INSERT_BODY),
+        js(schema::INSERT_RUN),
+    );
+    std::fs::write(root().join("bench/floor/schema.mjs"), text).expect("write schema.mjs");
+}
+
 fn main() {
     let started = Instant::now();
+    write_js_schema();
     let requests = env_num("BENCH_REQUESTS", 3000);
     let c = env_num("BENCH_CONCURRENCY", 16);
     let mut report = Report::default();
