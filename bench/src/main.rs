@@ -22,7 +22,7 @@
 //!    acknowledgement to the target's receipt. Closed loops under both
 //!    runtimes, the JavaScript floor with a do-nothing consumer under
 //!    Miniflare (what its local queue itself delivers), and a load paced at
-//!    three quarters of edgehook's closed-loop rate under Miniflare. The
+//!    0.4 of edgehook's closed-loop rate under Miniflare (`dispatch::PACE`). The
 //!    two Miniflare closed loops run for a third of `BENCH_DISPATCH_SECONDS`.
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
 //!    never ran, then delivered after a restart.

@@ -303,7 +303,15 @@ fn hostile_requests_get_clear_4xx_answers_and_leave_the_runtime_healthy() {
         json_body,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(!edge.log().contains("panicked"), "a panic in the Worker");
+    let log = edge.log();
+    assert!(!log.contains("panicked"), "a panic in the Worker");
+    // A number from a request reaches SQL exactly or not at all: a value
+    // beyond JavaScript's exact integers would be rounded on its way, which
+    // wasm-bindgen logs.
+    assert!(
+        !log.contains("outside the JavaScript safe-integer range"),
+        "a request's number was rounded on its way to SQL"
+    );
     println!(
         "hostile input: {} requests through the client, {} raw",
         cases.len(),
