@@ -76,11 +76,12 @@ export class Ledger extends DurableObject {
     super(ctx, env);
     this.edgehookRows = env.FLOOR_LEDGER === "edgehook";
     if (this.edgehookRows) {
-      // Steps run once per object: `ALTER TABLE` may not run twice.
-      const done = ctx.storage.sql
-        .exec("SELECT name FROM sqlite_master WHERE name = 'attempts_delivery'")
-        .toArray().length;
-      if (!done) for (const stmt of schema.MIGRATIONS) ctx.storage.sql.exec(stmt);
+      // Every step, on a new object only (as the Rust ledger floor does):
+      // some steps add columns, which cannot run twice.
+      const fresh =
+        ctx.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'deliveries'").toArray()
+          .length === 0;
+      if (fresh) for (const stmt of schema.MIGRATIONS) ctx.storage.sql.exec(stmt);
     } else {
       ctx.storage.sql.exec(
         "CREATE TABLE IF NOT EXISTS deliveries (id TEXT PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL)",

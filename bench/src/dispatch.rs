@@ -183,6 +183,20 @@ fn rate(sorted: &[Instant], from: Instant, to: Instant) -> f64 {
     }
 }
 
+/// The paced load's rate, as a share of the Miniflare closed loop's.
+///
+/// That closed loop measures ingest alone: its dispatch stalls. But workerd
+/// has one thread for the edge, the object and the consumer, and a run's
+/// dispatch (its claim, the POST to the target, its report) takes about as
+/// much of it as its ingest: under `wrangler dev`, where dispatch keeps up
+/// in a closed loop, edgehook acknowledged 199 deliveries a second with
+/// one route against 384 without in one full run, 178 against 364 in the
+/// next. So ingest and dispatch together fill the thread at about half the
+/// closed loop's rate, and 0.4 leaves a fifth of it to spare. Three quarters, used before,
+/// was over that: the broker stalled under it in four of the last eleven
+/// runs.
+const PACE: f64 = 0.4;
+
 /// Section 3 under both runtimes.
 ///
 /// Miniflare's local queue broker takes in each message, and hands its
@@ -193,20 +207,6 @@ fn rate(sorted: &[Instant], from: Instant, to: Instant) -> f64 {
 /// edgehook code involved, and a paced load at [`PACE`] of edgehook's
 /// closed-loop rate shows the same edge keeping pace once workerd has time
 /// to spare.
-/// The paced load's rate, as a share of the Miniflare closed loop's.
-///
-/// That closed loop measures ingest alone: its dispatch stalls. But workerd
-/// has one thread for the edge, the object and the consumer, and a run's
-/// dispatch (its claim, the POST to the target, its report) takes about as
-/// much of it as its ingest: under `wrangler dev`, where dispatch keeps up
-/// in a closed loop, edgehook acknowledges 199 deliveries a second with
-/// one route against 384 without (the last full run). So ingest and
-/// dispatch together fill the thread at about half the closed loop's rate,
-/// and 0.4 leaves a fifth of it to spare. Three quarters, used before,
-/// was over that: the broker stalled under it in four of the last eleven
-/// runs.
-const PACE: f64 = 0.4;
-
 pub fn dispatch_section(report: &mut Report, capture: &Capture, seconds: u64, c: usize) {
     report.line(format!(
         "## Dispatch, sustained ({seconds} s at concurrency {c}, one route to a local target)\n"

@@ -22,8 +22,9 @@
 //!    acknowledgement to the target's receipt. Closed loops under both
 //!    runtimes, the JavaScript floor with a do-nothing consumer under
 //!    Miniflare (what its local queue itself delivers), and a load paced at
-//!    0.4 of edgehook's closed-loop rate under Miniflare (`dispatch::PACE`). The
-//!    two Miniflare closed loops run for a third of `BENCH_DISPATCH_SECONDS`.
+//!    0.4 of edgehook's closed-loop rate under Miniflare (`dispatch::PACE`).
+//!    The two Miniflare closed loops run for a third of
+//!    `BENCH_DISPATCH_SECONDS`.
 //! 4. Crash drain: 2,000 runs acknowledged by an edge whose queue consumer
 //!    never ran, then delivered after a restart.
 //! 5. Growth: ingest into ledgers of about 200, 100,000 and 1,000,000
