@@ -478,6 +478,8 @@ fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
     let names: Vec<&str> = names.split(',').map(str::trim).collect();
     let edges: Vec<Edge> = names
         .iter()
+        // The harness names Workers by `&'static str`; a probe starts a
+        // handful once, so their names may live as long as the process.
         .map(|n| Edge::start_reference(String::from(*n).leak(), SECRET, true))
         .collect();
     let mut ratios = vec![Vec::new(); names.len()];

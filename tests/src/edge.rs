@@ -49,8 +49,9 @@ pub enum Runtime {
     /// `wrangler dev` with the `wrangler.toml` in the edge's directory.
     Wrangler,
     /// `node bench/miniflare.mjs <worker>`: `edgehook`,
-    /// `edgehook-without-consumer`, `edgehook-platform-slots`, `noop`, `floor-rpc`, `floor-fetch`,
-    /// `floor-rust`, `floor-rust-ledger` or `floor-rpc-consumer`.
+    /// `edgehook-without-consumer`, `edgehook-platform-slots`, `noop`,
+    /// `floor-rpc`, `floor-fetch`, `floor-js-ledger`, `floor-rust`,
+    /// `floor-rust-ledger` or `floor-rpc-consumer`.
     Miniflare(&'static str),
 }
 

@@ -469,12 +469,6 @@ impl Ledger {
         limit: u32,
         max_bytes: u64,
     ) -> ApiResult<(Vec<ChangeWithBody>, bool)> {
-        // Every binding passes through a JavaScript number, exact only up to
-        // 2^53 - 1, which no sequence number reaches: a cursor beyond it
-        // reads as that, the same empty page, rather than being rounded on
-        // the way (which the runtime logs as a warning).
-        const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
-        let after = after.min(MAX_SAFE_INTEGER);
         let rows = self.json_rows::<Row>(
             "changes",
             &format!("{ROW_SELECT} WHERE d.seq > ? ORDER BY d.seq LIMIT ?"),

@@ -40,14 +40,23 @@ const BODY_CHUNK: usize = 1_000_000;
 fn s(v: impl Into<String>) -> V {
     V::String(v.into())
 }
+/// JavaScript's largest exact integer, 2^53 - 1.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// An integer binding. Every binding passes through a JavaScript number,
+/// exact only within ±(2^53 - 1). No value the ledger stores comes near
+/// that (times are milliseconds, counts are counts), so a value from a
+/// request beyond it, a cursor say, is clamped to it: it compares the same
+/// against every stored value, where rounding would not be exact and the
+/// runtime logs a warning for it.
 fn i(v: i64) -> V {
-    V::Integer(v)
+    V::Integer(v.clamp(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER))
 }
 fn opt(v: Option<&str>) -> V {
     v.map_or(V::Null, |x| V::String(x.to_string()))
 }
 fn opt_i(v: Option<i64>) -> V {
-    v.map_or(V::Null, V::Integer)
+    v.map_or(V::Null, i)
 }
 
 fn sql_err(context: &'static str) -> impl Fn(worker::Error) -> ApiError {
