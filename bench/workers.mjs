@@ -117,6 +117,19 @@ workers["edgehook-platform-slots"] = {
   },
 };
 
+// A baseline build of edgehook, for measuring a change against it in turns:
+// build the baseline, copy build/ (with worker/entry.mjs as its entry.mjs)
+// to a directory, and name it in BENCH_BASELINE_BUILD; then
+// `BENCH_ONLY=probe BENCH_PROBE_WORKERS=edgehook-baseline,edgehook`.
+if (process.env.BENCH_BASELINE_BUILD) {
+  const dir = path.resolve(process.env.BENCH_BASELINE_BUILD);
+  workers["edgehook-baseline"] = {
+    ...workers.edgehook,
+    scriptPath: path.join(dir, "entry.mjs"),
+    modulesRoot: dir,
+  };
+}
+
 /** The Miniflare options of the Worker named `kind`, or undefined. */
 export function workerOptions(kind) {
   return kind === "floor-rpc"

@@ -300,7 +300,7 @@ pub fn miniflare_ingest(report: &mut Report, requests: usize) -> Vec<(String, Ve
         .collect()
 }
 
-/// One round of [`take_turns`]: each Worker's load, in the order run.
+/// One round of [`take_turns`]: each Worker's load.
 pub struct Round {
     /// The JavaScript floor, by RPC.
     pub floor: Load,
@@ -346,7 +346,7 @@ pub struct Contenders<'a> {
 /// The JavaScript floor, the Rust floor, the ledger floor and edgehook take
 /// turns: `BENCH_ROUNDS` rounds (3 by default) at each `(concurrency,
 /// requests)` of `plan`, each round a load of new GitHub 2 KB deliveries on
-/// each in turn. All four run side by side, so every round compares them on the
+/// each in turn (every other round in reverse order). All four run side by side, so every round compares them on the
 /// machine as it is at that moment: the single loads of the main table are
 /// minutes apart, and this machine drifts by a third over minutes.
 fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
@@ -357,11 +357,36 @@ fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
             c,
             n,
             rounds: (0..rounds)
-                .map(|_| Round {
-                    floor: github_load(&on.floor.base, "/hooks/t", n, c, SMALL),
-                    rust: github_load(&on.rust.base, "/hooks/t", n, c, SMALL),
-                    ledger: github_load(&on.ledger.base, "/hooks/t", n, c, SMALL),
-                    edge: github_load(&on.edge.base, &format!("/hooks/{id}"), n, c, SMALL),
+                .map(|round| {
+                    let edge_path = format!("/hooks/{id}");
+                    let mut order = [
+                        (on.floor, "/hooks/t"),
+                        (on.rust, "/hooks/t"),
+                        (on.ledger, "/hooks/t"),
+                        (on.edge, edge_path.as_str()),
+                    ];
+                    // Every other round in reverse order, so no Worker's
+                    // turn always follows edgehook's, whose queue consumer
+                    // delivers that turn's runs once its load ends (Miniflare's
+                    // broker stalls under load) and would slow the turn after.
+                    if round % 2 == 1 {
+                        order.reverse();
+                    }
+                    let mut loads: Vec<Load> = order
+                        .iter()
+                        .map(|(edge, path)| github_load(&edge.base, path, n, c, SMALL))
+                        .collect();
+                    if round % 2 == 1 {
+                        loads.reverse();
+                    }
+                    let mut loads = loads.into_iter();
+                    let mut next = || loads.next().expect("four loads");
+                    Round {
+                        floor: next(),
+                        rust: next(),
+                        ledger: next(),
+                        edge: next(),
+                    }
                 })
                 .collect(),
         })
@@ -446,8 +471,15 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
     for round in 0..rounds {
-        let f = github_load(&floor.base, "/hooks/t", requests, c, SMALL);
-        let e = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+        // Every other round edgehook goes first ([`take_turns`] says why).
+        let edge_load = || github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+        let floor_load = || github_load(&floor.base, "/hooks/t", requests, c, SMALL);
+        let (f, e) = if round % 2 == 1 {
+            let e = edge_load();
+            (floor_load(), e)
+        } else {
+            (floor_load(), edge_load())
+        };
         ratios.push(e.rps / f.rps);
         rows.push(row(&format!("round {round}: floor"), &f, None, None));
         rows.push(row(&format!("round {round}: edgehook"), &e, None, Some(&f)));
@@ -468,27 +500,49 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
     ));
 }
 
-/// `BENCH_PROBE_WORKERS=a,b,...`: reference Workers (by their names in
-/// `bench/workers.mjs`: `floor-rpc`, `floor-js-ledger`, `floor-rust`,
-/// `floor-rust-ledger`, ...) under Miniflare taking turns, `BENCH_ROUNDS`
-/// rounds, each against the first; the median ratios are printed. This is
-/// how the floors are compared with each other apart from a full run.
+/// `BENCH_PROBE_WORKERS=a,b,...`: Workers by their names in
+/// `bench/workers.mjs` (`floor-rpc`, `floor-js-ledger`, `floor-rust`,
+/// `floor-rust-ledger`, `edgehook`, `edgehook-baseline`, ...) under Miniflare
+/// taking turns, `BENCH_ROUNDS` rounds, each against the first; the median
+/// ratios are printed. This is how the floors are compared with each other
+/// apart from a full run, and how a change to edgehook is measured against
+/// a baseline build.
 fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
     let rounds = env_num("BENCH_ROUNDS", 3);
     let names: Vec<&str> = names.split(',').map(str::trim).collect();
-    let edges: Vec<Edge> = names
+    // Each Worker with the path it is loaded at: edgehook's builds get a
+    // trigger of their own, the reference Workers take any path.
+    let edges: Vec<(Edge, String)> = names
         .iter()
-        // The harness names Workers by `&'static str`; a probe starts a
-        // handful once, so their names may live as long as the process.
-        .map(|n| Edge::start_reference(String::from(*n).leak(), SECRET, true))
+        .map(|n| {
+            // The harness names Workers by `&'static str`; a probe starts a
+            // handful once, so their names may live as long as the process.
+            let name: &'static str = String::from(*n).leak();
+            if name.starts_with("edgehook") {
+                let edge = Edge::start_miniflare(name);
+                let id = bench_trigger(&edge, Provider::GitHub);
+                (edge, format!("/hooks/{id}"))
+            } else {
+                (Edge::start_reference(name, SECRET, true), "/hooks/t".into())
+            }
+        })
         .collect();
     let mut ratios = vec![Vec::new(); names.len()];
     let mut rows = Vec::new();
     for round in 0..rounds {
-        let loads: Vec<Load> = edges
-            .iter()
-            .map(|e| github_load(&e.base, "/hooks/t", requests, c, SMALL))
-            .collect();
+        // Every other round goes in reverse order: a Worker's turn is not
+        // always the one after the same other's (whose queue consumer may
+        // still be draining that turn's runs).
+        let mut loads: Vec<Option<Load>> = edges.iter().map(|_| None).collect();
+        let mut order: Vec<usize> = (0..edges.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for k in order {
+            let (e, path) = &edges[k];
+            loads[k] = Some(github_load(&e.base, path, requests, c, SMALL));
+        }
+        let loads: Vec<Load> = loads.into_iter().flatten().collect();
         for (k, l) in loads.iter().enumerate() {
             ratios[k].push(l.rps / loads[0].rps);
             rows.push(row(
