@@ -6,7 +6,7 @@ eval "$(bash scripts/tools.sh)"
 bash scripts/build-worker.sh
 # The Rust floor (bench/floor-rust), built and stripped as the Worker is,
 # with the class its RPC needs beside it.
-"$WORKER_BUILD" --release --out-dir ../../target/floor-rust bench/floor-rust
+"$WORKER_BUILD" --profile wasm --out-dir ../../target/floor-rust bench/floor-rust
 bash scripts/strip-wasm.sh target/floor-rust/index_bg.wasm
 cp bench/floor-rust/entry.mjs target/floor-rust/entry.mjs
 cargo build --release --locked -p backfill -p edgehook-bench

@@ -29,7 +29,7 @@ if [ -f build/worker/shim.mjs ]; then
   fi
 fi
 eval "$(bash scripts/tools.sh)"
-"$WORKER_BUILD" --release --out-dir ../build worker
+"$WORKER_BUILD" --profile wasm --out-dir ../build worker
 # worker-build keeps the Wasm's name section; scripts/strip-wasm.sh drops
 # it, unless EDGEHOOK_WASM_NAMES=1 keeps it for a local profile.
 if [ "${EDGEHOOK_WASM_NAMES:-}" != 1 ]; then
