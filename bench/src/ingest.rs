@@ -346,7 +346,8 @@ pub struct Contenders<'a> {
 /// The JavaScript floor, the Rust floor, the ledger floor and edgehook take
 /// turns: `BENCH_ROUNDS` rounds (3 by default) at each `(concurrency,
 /// requests)` of `plan`, each round a load of new GitHub 2 KB deliveries on
-/// each in turn (every other round in reverse order). All four run side by side, so every round compares them on the
+/// each in turn (every other round in reverse order; after edgehook's,
+/// its queue consumer delivers that turn's runs before the next begins). All four run side by side, so every round compares them on the
 /// machine as it is at that moment: the single loads of the main table are
 /// minutes apart, and this machine drifts by a third over minutes.
 fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
@@ -365,16 +366,23 @@ fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
                         (on.ledger, "/hooks/t"),
                         (on.edge, edge_path.as_str()),
                     ];
-                    // Every other round in reverse order, so no Worker's
-                    // turn always follows edgehook's, whose queue consumer
-                    // delivers that turn's runs once its load ends (Miniflare's
-                    // broker stalls under load) and would slow the turn after.
+                    // Every other round in reverse order, so that no
+                    // Worker's turn always comes after the same other's.
                     if round % 2 == 1 {
                         order.reverse();
                     }
                     let mut loads: Vec<Load> = order
                         .iter()
-                        .map(|(edge, path)| github_load(&edge.base, path, n, c, SMALL))
+                        .map(|(edge, path)| {
+                            let l = github_load(&edge.base, path, n, c, SMALL);
+                            // edgehook's queue consumer delivers the turn's
+                            // runs once its load ends (Miniflare's broker
+                            // holds them during it): not in the next turn.
+                            if std::ptr::eq(*edge, on.edge) {
+                                settle(on.edge, &id);
+                            }
+                            l
+                        })
                         .collect();
                     if round % 2 == 1 {
                         loads.reverse();
@@ -471,8 +479,13 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
     for round in 0..rounds {
-        // Every other round edgehook goes first ([`take_turns`] says why).
-        let edge_load = || github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+        // Every other round edgehook goes first, and its queue consumer
+        // delivers its runs before the next turn ([`take_turns`]).
+        let edge_load = || {
+            let l = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
+            settle(&edge, &id);
+            l
+        };
         let floor_load = || github_load(&floor.base, "/hooks/t", requests, c, SMALL);
         let (f, e) = if round % 2 == 1 {
             let e = edge_load();
@@ -510,9 +523,9 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
 fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
     let rounds = env_num("BENCH_ROUNDS", 3);
     let names: Vec<&str> = names.split(',').map(str::trim).collect();
-    // Each Worker with the path it is loaded at: edgehook's builds get a
-    // trigger of their own, the reference Workers take any path.
-    let edges: Vec<(Edge, String)> = names
+    // Each Worker with the path it is loaded at and, for edgehook's builds,
+    // their trigger; the reference Workers take any path.
+    let edges: Vec<(Edge, String, Option<String>)> = names
         .iter()
         .map(|n| {
             // The harness names Workers by `&'static str`; a probe starts a
@@ -521,26 +534,33 @@ fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
             if name.starts_with("edgehook") {
                 let edge = Edge::start_miniflare(name);
                 let id = bench_trigger(&edge, Provider::GitHub);
-                (edge, format!("/hooks/{id}"))
+                (edge, format!("/hooks/{id}"), Some(id))
             } else {
-                (Edge::start_reference(name, SECRET, true), "/hooks/t".into())
+                (
+                    Edge::start_reference(name, SECRET, true),
+                    "/hooks/t".into(),
+                    None,
+                )
             }
         })
         .collect();
     let mut ratios = vec![Vec::new(); names.len()];
     let mut rows = Vec::new();
     for round in 0..rounds {
-        // Every other round goes in reverse order: a Worker's turn is not
-        // always the one after the same other's (whose queue consumer may
-        // still be draining that turn's runs).
+        // Every other round goes in reverse order, and edgehook's queue
+        // consumers deliver their runs before the next turn
+        // ([`take_turns`]).
         let mut loads: Vec<Option<Load>> = edges.iter().map(|_| None).collect();
         let mut order: Vec<usize> = (0..edges.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
         for k in order {
-            let (e, path) = &edges[k];
+            let (e, path, trigger) = &edges[k];
             loads[k] = Some(github_load(&e.base, path, requests, c, SMALL));
+            if let Some(trigger) = trigger {
+                settle(e, trigger);
+            }
         }
         let loads: Vec<Load> = loads.into_iter().flatten().collect();
         for (k, l) in loads.iter().enumerate() {
