@@ -104,23 +104,6 @@ pub fn github_load(base: &str, path: &str, n: usize, concurrency: usize, size: u
     load(base, n, concurrency, move |i| s.request(i, true))
 }
 
-/// Waits (up to a minute) until none of `trigger`'s deliveries is queued:
-/// its queue consumer has delivered what a load left. Turns call it after
-/// each of edgehook's loads, so that work, which Miniflare's broker holds
-/// back while a load runs, is not done during the next Worker's turn.
-pub fn settle(edge: &Edge, trigger: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let path = format!("/api/triggers/{trigger}/deliveries?status=queued&limit=1");
-    while std::time::Instant::now() < deadline {
-        let r = edge.admin("GET", &path, None);
-        if r.status == 200 && r.json()["deliveries"].as_array().is_some_and(Vec::is_empty) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    eprintln!("bench: trigger {trigger} still had queued deliveries after a minute");
-}
-
 /// Errors by kind, as `n×kind, …` ("0" for none).
 pub fn error_kinds(kinds: &std::collections::BTreeMap<String, usize>) -> String {
     if kinds.is_empty() {

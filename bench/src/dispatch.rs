@@ -192,9 +192,9 @@ fn rate(sorted: &[Instant], from: Instant, to: Instant) -> f64 {
 /// in a closed loop, edgehook acknowledged 199 deliveries a second with
 /// one route against 384 without in one full run, 178 against 364 in the
 /// next. So ingest and dispatch together fill the thread at about half the
-/// closed loop's rate, and 0.4 leaves a fifth of it to spare. Three quarters, used before,
-/// was over that: the broker stalled under it in four of the last eleven
-/// runs.
+/// closed loop's rate, and 0.4 leaves a fifth of it to spare. Three
+/// quarters, used before, was over that: the broker stalled under it in four
+/// of the last eleven runs.
 const PACE: f64 = 0.4;
 
 /// Section 3 under both runtimes.
@@ -214,12 +214,12 @@ pub fn dispatch_section(report: &mut Report, capture: &Capture, seconds: u64, c:
     report.line(format!(
         "Rates are compared over the steady window, the load's last five sixths ({} s for \
          the full-length loads): each is the least-squares slope of its cumulative count \
-         (runs at the target, deliveries acknowledged), sampled every 100 ms. A consumer that keeps pace delivers as fast, a lag \
-         later. A closed loop sends each client's next delivery as soon as the last is \
+         (runs at the target, deliveries acknowledged), sampled every 100 ms. A consumer \
+         that keeps pace delivers as fast, a lag later. A closed loop sends each client's next delivery as soon as the last is \
          answered; a paced load sends at a fixed rate.\n",
         seconds - seconds / 6
     ));
-    report.line(
+    report.line(format!(
         "Miniflare's local queue broker takes in each message, and hands its consumer each \
          batch, from a zero-delay timer. While a closed loop keeps workerd's one thread busy \
          those timers do not fire, and once 10,000 are pending workerd refuses every further \
@@ -228,11 +228,10 @@ pub fn dispatch_section(report: &mut Report, capture: &Capture, seconds: u64, c:
          than edgehook's, then answers 500; edgehook answers 200, as its runs are durable, and \
          its alarm sends them again. That closed loop measures ingest alone, and a run's \
          dispatch takes about as much of workerd's one thread as its ingest, so the two \
-         together fill it at about half that rate: the paced row, at 0.4 of edgehook's \
-         closed-loop rate, leaves workerd time to spare. In production Queues is a service of its own and \
-         scales consumer invocations with the backlog.\n"
-            .to_string(),
-    );
+         together fill it at about half that rate: the paced row, at {PACE} of edgehook's \
+         closed-loop rate, leaves workerd time to spare. In production Queues is a service of \
+         its own and scales consumer invocations with the backlog.\n"
+    ));
     let mut rows = Vec::new();
     let mut row = |name: String, d: Dispatched| {
         let mut r = d.row;

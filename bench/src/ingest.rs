@@ -361,45 +361,74 @@ fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
             rounds: (0..rounds)
                 .map(|round| {
                     let edge_path = format!("/hooks/{id}");
-                    let mut order = [
-                        (on.floor, "/hooks/t"),
-                        (on.rust, "/hooks/t"),
-                        (on.ledger, "/hooks/t"),
-                        (on.edge, edge_path.as_str()),
-                    ];
-                    // Every other round in reverse order, so that no
-                    // Worker's turn always comes after the same other's.
-                    if round % 2 == 1 {
-                        order.reverse();
-                    }
-                    let mut loads: Vec<Load> = order
-                        .iter()
-                        .map(|(edge, path)| {
-                            let l = github_load(&edge.base, path, n, c, SMALL);
-                            // edgehook's queue consumer delivers the turn's
-                            // runs once its load ends (Miniflare's broker
-                            // holds them during it): not in the next turn.
-                            if std::ptr::eq(*edge, on.edge) {
-                                settle(on.edge, &id);
-                            }
-                            l
-                        })
-                        .collect();
-                    if round % 2 == 1 {
-                        loads.reverse();
-                    }
-                    let mut loads = loads.into_iter();
-                    let mut next = || loads.next().expect("four loads");
+                    let loads = one_round(
+                        &[
+                            (on.floor, "/hooks/t", None),
+                            (on.rust, "/hooks/t", None),
+                            (on.ledger, "/hooks/t", None),
+                            (on.edge, &edge_path, Some(&id)),
+                        ],
+                        round,
+                        n,
+                        c,
+                    );
+                    let [floor, rust, ledger, edge]: [Load; 4] = loads
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!("four loads"));
                     Round {
-                        floor: next(),
-                        rust: next(),
-                        ledger: next(),
-                        edge: next(),
+                        floor,
+                        rust,
+                        ledger,
+                        edge,
                     }
                 })
                 .collect(),
         })
         .collect()
+}
+
+/// One round of turns: a load of `n` new GitHub 2 KB deliveries at
+/// concurrency `c` on each Worker, `(edge, path, edgehook's trigger)`, in
+/// order, or in reverse order on odd rounds, so that no Worker's turn always
+/// comes after the same other's. After each of edgehook's turns its queue
+/// consumer delivers that turn's runs before the next turn begins: Miniflare's
+/// broker holds them while the load runs, and they would otherwise be
+/// delivered during the next Worker's turn. Returns the loads in the order
+/// given.
+fn one_round(
+    workers: &[(&Edge, &str, Option<&str>)],
+    round: usize,
+    n: usize,
+    c: usize,
+) -> Vec<Load> {
+    let mut loads: Vec<Option<Load>> = workers.iter().map(|_| None).collect();
+    let mut order: Vec<usize> = (0..workers.len()).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    for k in order {
+        let (edge, path, trigger) = workers[k];
+        loads[k] = Some(github_load(&edge.base, path, n, c, SMALL));
+        if let Some(trigger) = trigger {
+            wait_until_delivered(edge, trigger);
+        }
+    }
+    loads.into_iter().flatten().collect()
+}
+
+/// Waits (up to a minute) until none of `trigger`'s deliveries is queued:
+/// its queue consumer has delivered what a load left.
+fn wait_until_delivered(edge: &Edge, trigger: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let path = format!("/api/triggers/{trigger}/deliveries?status=queued&limit=1");
+    while Instant::now() < deadline {
+        let r = edge.admin("GET", &path, None);
+        if r.status == 200 && r.json()["deliveries"].as_array().is_some_and(Vec::is_empty) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("bench: trigger {trigger} still had queued deliveries after a minute");
 }
 
 /// The table of [`take_turns`]: the medians over rounds.
@@ -480,23 +509,17 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
     for round in 0..rounds {
-        // Every other round edgehook goes first, and its queue consumer
-        // delivers its runs before the next turn ([`take_turns`]).
-        let edge_load = || {
-            let l = github_load(&edge.base, &format!("/hooks/{id}"), requests, c, SMALL);
-            settle(&edge, &id);
-            l
-        };
-        let floor_load = || github_load(&floor.base, "/hooks/t", requests, c, SMALL);
-        let (f, e) = if round % 2 == 1 {
-            let e = edge_load();
-            (floor_load(), e)
-        } else {
-            (floor_load(), edge_load())
-        };
+        let edge_path = format!("/hooks/{id}");
+        let loads = one_round(
+            &[(&floor, "/hooks/t", None), (&edge, &edge_path, Some(&id))],
+            round,
+            requests,
+            c,
+        );
+        let (f, e) = (&loads[0], &loads[1]);
         ratios.push(e.rps / f.rps);
-        rows.push(row(&format!("round {round}: floor"), &f, None, None));
-        rows.push(row(&format!("round {round}: edgehook"), &e, None, Some(&f)));
+        rows.push(row(&format!("round {round}: floor"), f, None, None));
+        rows.push(row(&format!("round {round}: edgehook"), e, None, Some(f)));
     }
     ratios.sort_by(|a, b| a.total_cmp(b));
     report.line(format!(
@@ -548,22 +571,11 @@ fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
     let mut ratios = vec![Vec::new(); names.len()];
     let mut rows = Vec::new();
     for round in 0..rounds {
-        // Every other round goes in reverse order, and edgehook's queue
-        // consumers deliver their runs before the next turn
-        // ([`take_turns`]).
-        let mut loads: Vec<Option<Load>> = edges.iter().map(|_| None).collect();
-        let mut order: Vec<usize> = (0..edges.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for k in order {
-            let (e, path, trigger) = &edges[k];
-            loads[k] = Some(github_load(&e.base, path, requests, c, SMALL));
-            if let Some(trigger) = trigger {
-                settle(e, trigger);
-            }
-        }
-        let loads: Vec<Load> = loads.into_iter().flatten().collect();
+        let workers: Vec<(&Edge, &str, Option<&str>)> = edges
+            .iter()
+            .map(|(e, path, trigger)| (e, path.as_str(), trigger.as_deref()))
+            .collect();
+        let loads = one_round(&workers, round, requests, c);
         for (k, l) in loads.iter().enumerate() {
             ratios[k].push(l.rps / loads[0].rps);
             rows.push(row(
