@@ -1,23 +1,19 @@
 #!/usr/bin/env bash
 # Builds the Worker into build/ (wrangler's [build] command and `make build`).
 # With EDGEHOOK_SKIP_BUILD=1 and an existing build, it only refreshes the
-# static assets: the test harness builds once and starts wrangler many times.
+# static files: the test harness builds once and starts wrangler many times.
 # An up-to-date Wasm build is also kept, so wrangler's start-up and
 # file-watch builds cost nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The static files the Worker does not carry in its Wasm, served by Workers
-# static assets (wrangler.toml's [assets]) before the Worker runs: the
-# console at /console (its HTML as console.html, so /console answers without
-# a redirect) and the OpenAPI document at /api/openapi.json, with the headers
-# of console/_headers. Copied on every build: it costs nothing.
+# The console and the OpenAPI document, which the Worker does not carry in
+# its Wasm: build/static.mjs holds them for the entry module to serve, with
+# the headers of console/_headers (scripts/static-assets.mjs says why they
+# are not Workers static assets). Written on every build: it costs nothing.
+mkdir -p build
 rm -rf build/assets
-mkdir -p build/assets/console build/assets/api
-cp console/index.html build/assets/console.html
-cp console/app.js console/app.css build/assets/console/
-cp console/_headers build/assets/_headers
-cp docs/openapi.json build/assets/api/openapi.json
+node scripts/static-assets.mjs
 # The entry module (wrangler.toml's `main`): the Rust build's exports, with
 # the Trigger class RPC needs declared around the Rust object.
 cp worker/entry.mjs build/entry.mjs

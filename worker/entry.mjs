@@ -1,16 +1,47 @@
 // The Worker's entry module: what worker-build makes from the Rust crate
-// (build/index.js), plus the one thing workers-rs cannot declare, a Durable
-// Object class that extends `DurableObject`. Only such a class can be called
-// by JavaScript RPC, which the Worker uses for the hot paths: an ingest whose
-// body the edge has read whole, and the queue consumer's batch claims and
-// reports (worker/src/wire.rs). Every method forwards to
-// the Rust object; nothing is decided here. scripts/build-worker.sh copies
-// this file next to index.js, and wrangler.toml's `main` points at the copy.
+// (build/index.js), plus two things the Rust crate does not do.
+//
+// - A Durable Object class that extends `DurableObject`, which workers-rs
+//   cannot declare. Only such a class can be called by JavaScript RPC, which
+//   the Worker uses for the hot paths: an ingest whose body the edge has read
+//   whole, and the queue consumer's batch claims and reports
+//   (worker/src/wire.rs). Every method forwards to the Rust object; nothing
+//   is decided here.
+// - The console and the OpenAPI document, from build/static.mjs
+//   (scripts/static-assets.mjs). They are not Workers static assets: an
+//   [assets] directory puts the platform's asset router in front of every
+//   request, webhooks included, and they are not in the Wasm, whose size
+//   matters more. Every other request goes to the Rust Worker untouched.
+//
+// scripts/build-worker.sh copies this file next to index.js, and
+// wrangler.toml's `main` points at the copy.
 import { DurableObject } from "cloudflare:workers";
-import edge, { Registry, Trigger as RustTrigger } from "./index.js";
+import RustEdge, { Registry, Trigger as RustTrigger } from "./index.js";
+import files from "./static.mjs";
 
 export { Registry };
-export default edge;
+
+export default class Edge extends RustEdge {
+  fetch(request) {
+    const method = request.method;
+    if (method === "GET" || method === "HEAD") {
+      const file = files.get(new URL(request.url).pathname);
+      if (file !== undefined) return serve(file, request, method);
+    }
+    return super.fetch(request);
+  }
+}
+
+// A static file, or 304 when the client holds this version of it. Files are
+// small and change with every deploy, so their headers ask for revalidation
+// (console/_headers) and the ETag makes that cheap.
+function serve(file, request, method) {
+  const held = request.headers.get("if-none-match");
+  if (held !== null && (held.trim() === "*" || held.split(",").some((t) => t.trim() === file.etag))) {
+    return new Response(null, { status: 304, headers: file.headers });
+  }
+  return new Response(method === "HEAD" ? null : file.body, { headers: file.headers });
+}
 
 export class Trigger extends DurableObject {
   constructor(ctx, env) {

@@ -605,11 +605,6 @@ fn write_config(dir: &Path, consumer: bool) {
                 "main = \"{}\"\n",
                 root.join("build/entry.mjs").display()
             ));
-        } else if trimmed.starts_with("directory =") {
-            out.push_str(&format!(
-                "directory = \"{}\"\n",
-                root.join("build/assets").display()
-            ));
         } else {
             out.push_str(line);
             out.push('\n');

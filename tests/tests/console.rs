@@ -94,6 +94,20 @@ fn the_console_is_served_with_a_strict_policy_and_no_inline_code() {
             .status,
         404
     );
+    // Revalidation is cheap: the page carries an ETag, and a client holding
+    // that version gets a 304 with no body; any other version gets the page.
+    let etag = page.header("etag").expect("an ETag").to_string();
+    let held = edge.request("GET", "/console", &[("if-none-match", &etag)], None);
+    assert_eq!(held.status, 304);
+    assert!(held.body.is_empty());
+    let stale = edge.request("GET", "/console", &[("if-none-match", "\"other\"")], None);
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.body, page.body);
+    // The page's path is not a route for any other method.
+    assert_eq!(
+        edge.request("POST", "/console", &[], Some(b"x")).status,
+        404
+    );
 }
 
 #[test]

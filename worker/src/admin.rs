@@ -43,8 +43,10 @@ fn authorize(req: &Request, env: &Env) -> ApiResult<()> {
 /// Handles `/api/...`; `segs` is the path after `api`.
 pub async fn handle(mut req: Request, env: &Env, segs: &[&str]) -> ApiResult<Response> {
     if segs == ["openapi.json"] {
-        // A static asset (wrangler.toml's [assets]): the Worker sees this
-        // path only where no assets are configured.
+        // The entry module serves the document to GET and HEAD
+        // (worker/entry.mjs); any other method is no route, and answers
+        // 404 before the token is checked, as it did when it was a static
+        // asset.
         return Err(ApiError::NotFound("route"));
     }
     authorize(&req, env)?;
