@@ -4,6 +4,10 @@
 //
 //   node bench/profile.mjs [worker] [seconds]
 //
+// With PROFILE_FEED=1 (edgehook only) it profiles the backfill's read
+// instead: the change feed's first page of 1000 changes, as frames, read
+// again and again by one client after those deliveries went in.
+//
 // It prints the throughput, then each function's share of the samples, with
 // its callees (inclusive) and alone (self), and writes the whole profile to
 // /tmp/<worker>.cpuprofile for Chrome's DevTools. Build the Worker with
@@ -58,8 +62,10 @@ async function client(until) {
     n++;
   }
 }
-// Two seconds of warm-up, unprofiled.
-await Promise.all(Array.from({ length: 16 }, () => client(Date.now() + 2000)));
+// Two seconds of warm-up, unprofiled (six with PROFILE_FEED=1, to fill
+// pages of 1000 changes).
+const feed = process.env.PROFILE_FEED === "1" && kind === "edgehook";
+await Promise.all(Array.from({ length: 16 }, () => client(Date.now() + (feed ? 6000 : 2000))));
 const list = await (await fetch("http://127.0.0.1:9339/json/list")).json();
 const target = list.find((t) => t.title.endsWith("core:user:"));
 const ws = new WebSocket(target.webSocketDebuggerUrl);
@@ -73,7 +79,20 @@ await call("Profiler.setSamplingInterval", { interval: 200 });
 await call("Profiler.start");
 n = 0;
 const t0 = Date.now();
-await Promise.all(Array.from({ length: 16 }, () => client(Date.now() + seconds * 1000)));
+if (feed) {
+  // The backfill's read: the trigger's first change-feed page, as frames,
+  // again and again (each loop is one page of up to 1000 changes).
+  const page = base + "/api/triggers/" + path.slice("/hooks/".length) + "/changes?after=0&limit=1000&format=frames";
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    const r = await fetch(page, { headers: { authorization: "Bearer " + process.env.ADMIN_TOKEN } });
+    await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(`changes: ${r.status}`);
+    n++;
+  }
+} else {
+  await Promise.all(Array.from({ length: 16 }, () => client(Date.now() + seconds * 1000)));
+}
 const rps = n / ((Date.now() - t0) / 1000);
 const { result } = await call("Profiler.stop");
 const p = result.profile;
