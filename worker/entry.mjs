@@ -36,11 +36,18 @@ export default class Edge extends RustEdge {
 // small and change with every deploy, so their headers ask for revalidation
 // (console/_headers) and the ETag makes that cheap.
 function serve(file, request, method) {
-  const held = request.headers.get("if-none-match");
-  if (held !== null && (held.trim() === "*" || held.split(",").some((t) => t.trim() === file.etag))) {
+  if (holds(request.headers.get("if-none-match"), file.etag)) {
     return new Response(null, { status: 304, headers: file.headers });
   }
   return new Response(method === "HEAD" ? null : file.body, { headers: file.headers });
+}
+
+// Whether an `If-None-Match` names `etag`: `*`, or a list of tags compared
+// weakly (a `W/` prefix, which caches may add, does not matter).
+function holds(header, etag) {
+  if (header === null) return false;
+  if (header.trim() === "*") return true;
+  return header.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag);
 }
 
 export class Trigger extends DurableObject {

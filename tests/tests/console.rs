@@ -100,6 +100,9 @@ fn the_console_is_served_with_a_strict_policy_and_no_inline_code() {
     let held = edge.request("GET", "/console", &[("if-none-match", &etag)], None);
     assert_eq!(held.status, 304);
     assert!(held.body.is_empty());
+    let weak = format!("W/{etag}");
+    let held = edge.request("GET", "/console", &[("if-none-match", &weak)], None);
+    assert_eq!(held.status, 304);
     let stale = edge.request("GET", "/console", &[("if-none-match", "\"other\"")], None);
     assert_eq!(stale.status, 200);
     assert_eq!(stale.body, page.body);
