@@ -344,7 +344,7 @@ pub struct Contenders<'a> {
 }
 
 /// The JavaScript floor, the Rust floor, the ledger floor and edgehook take
-/// turns: `BENCH_ROUNDS` rounds (3 by default) at each `(concurrency,
+/// turns: `BENCH_ROUNDS` rounds (5 by default) at each `(concurrency,
 /// requests)` of `plan`, each round a load of new GitHub 2 KB deliveries on
 /// each in turn (every other round in reverse order; after edgehook's turn,
 /// its queue consumer delivers that turn's runs before the next begins).
@@ -352,7 +352,7 @@ pub struct Contenders<'a> {
 /// as it is at that moment: the single loads of the main table are minutes
 /// apart, and this machine drifts by a third over minutes.
 fn take_turns(on: &Contenders<'_>, plan: &[(usize, usize)]) -> Vec<Turns> {
-    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
+    let rounds = env_num("BENCH_ROUNDS", 5).max(1);
     let id = bench_trigger(on.edge, Provider::GitHub);
     plan.iter()
         .map(|&(c, n)| Turns {

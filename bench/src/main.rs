@@ -13,7 +13,7 @@
 //!    new and duplicate deliveries.
 //!
 //! Both ingest sections end with the floors and edgehook taking turns,
-//! `BENCH_ROUNDS` rounds (3) of new GitHub 2 KB deliveries at concurrency
+//! `BENCH_ROUNDS` rounds (5) of new GitHub 2 KB deliveries at concurrency
 //! 16, side by side: the medians of those rounds are the ratios least moved
 //! by the machine's drift.
 //! 3. Dispatch, sustained: runs delivered per second against deliveries
