@@ -145,19 +145,62 @@ impl Edge {
     }
 
     /// One page of a trigger's change feed, asked for as frames (bodies as
-    /// bytes, `core::frames`). An edge from before frames ignores the
-    /// parameter and answers JSON, which is decoded into the same page.
-    pub async fn changes(&self, trigger_id: &str, after: i64, limit: u32) -> Result<FramedPage> {
+    /// bytes, `core::frames`), as it arrived: [`PageBytes::head`] says where
+    /// it ends before [`PageBytes::decode`] decodes it. An edge from before
+    /// frames ignores the parameter and answers JSON, which is decoded here.
+    pub async fn changes(&self, trigger_id: &str, after: i64, limit: u32) -> Result<PageBytes> {
         let path =
             format!("/api/triggers/{trigger_id}/changes?after={after}&limit={limit}&format=frames");
         let (content_type, body) = retry(ATTEMPTS, || self.get_raw_once(&path))
             .await
             .with_context(|| format!("reading the change feed of {trigger_id}"))?;
+        let context = || format!("reading the change feed of {trigger_id}");
         if content_type.starts_with(frames::CONTENT_TYPE) {
-            return frames::decode(&body)
-                .with_context(|| format!("reading the change feed of {trigger_id}"));
+            let head = frames::head(&body).with_context(context)?;
+            return Ok(PageBytes {
+                head,
+                page: Framed::Bytes(body),
+                trigger_id: trigger_id.to_string(),
+            });
         }
-        page_from_json(&body).with_context(|| format!("reading the change feed of {trigger_id}"))
+        let page = page_from_json(&body).with_context(context)?;
+        Ok(PageBytes {
+            head: frames::PageHead {
+                next_after: page.next_after,
+                has_more: page.has_more,
+                count: page.changes.len(),
+            },
+            page: Framed::Decoded(page),
+            trigger_id: trigger_id.to_string(),
+        })
+    }
+}
+
+/// A change-feed page as read, its changes not yet decoded.
+pub struct PageBytes {
+    head: frames::PageHead,
+    page: Framed,
+    trigger_id: String,
+}
+
+enum Framed {
+    Bytes(bytes::Bytes),
+    Decoded(FramedPage),
+}
+
+impl PageBytes {
+    /// Where the page leaves the feed: enough to ask for the next one.
+    pub fn head(&self) -> frames::PageHead {
+        self.head
+    }
+
+    /// The page's changes, every frame checked.
+    pub fn decode(self) -> Result<FramedPage> {
+        match self.page {
+            Framed::Bytes(body) => frames::decode(&body)
+                .with_context(|| format!("reading the change feed of {}", self.trigger_id)),
+            Framed::Decoded(page) => Ok(page),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_postgres::Client;
 
 use crate::db::{self, PageRows, Written};
-use crate::edge::Edge;
+use crate::edge::{Edge, PageBytes};
 use crate::Options;
 
 /// Attempts at writing one page before the sync fails.
@@ -253,10 +253,13 @@ async fn sync_trigger(
             .with_context(|| format!("writing the routes of {id}"))?;
     }
     let after = db::cursor(&conn.client, id).await?;
-    // A reader task fetches and decodes pages into a channel of two while
-    // this task writes: the edge, the decoding and the database all work at
-    // once, and a slow page on one side does not stall the other. Each page
-    // still commits with its cursor, in order.
+    // Three tasks work at once, each a page apart: a reader fetches pages,
+    // reading only each one's head to ask for the next; a decoder decodes
+    // them into rows; this task writes. The edge's page is the slowest
+    // step, so the reader does nothing else. Channels of two between them:
+    // a slow page on one side does not stall the others. Each page still
+    // commits with its cursor, in order.
+    let (raw_tx, mut raw) = tokio::sync::mpsc::channel::<Result<PageBytes>>(2);
     let (tx, mut pages) = tokio::sync::mpsc::channel::<Result<PageRows>>(2);
     let reader = {
         let edge = edge.clone();
@@ -264,23 +267,32 @@ async fn sync_trigger(
         tokio::spawn(async move {
             let mut after = after;
             loop {
-                let page = edge
-                    .changes(&id, after, page_size)
-                    .await
-                    .and_then(PageRows::new);
-                let more = page.as_ref().is_ok_and(PageRows::more_follow);
-                if let Ok(p) = &page {
-                    after = p.next_after;
-                }
-                // The writer has stopped (it failed): so does the reader.
-                if tx.send(page).await.is_err() || !more {
+                let page = edge.changes(&id, after, page_size).await;
+                let more = page.as_ref().is_ok_and(|p| {
+                    let head = p.head();
+                    after = head.next_after;
+                    head.has_more && head.count > 0
+                });
+                // The decoder has stopped (the writer failed): so does the
+                // reader.
+                if raw_tx.send(page).await.is_err() || !more {
                     return;
                 }
             }
         })
     };
-    // The reader stops with the writer, also when this future is dropped.
+    let decoder = tokio::spawn(async move {
+        while let Some(page) = raw.recv().await {
+            let rows = page.and_then(PageBytes::decode).and_then(PageRows::new);
+            if tx.send(rows).await.is_err() {
+                return;
+            }
+        }
+    });
+    // The reader and the decoder stop with the writer, also when this
+    // future is dropped.
     let _reader = AbortOnDrop(reader);
+    let _decoder = AbortOnDrop(decoder);
     let mut cursor = after;
     // A page is tried by COPY when its rows are likely all new: in a first
     // backfill (the cursor starts at 0), or in a catch-up whose pages come

@@ -93,6 +93,33 @@ pub fn encode(changes: &[ChangeWithBody], next_after: i64, has_more: bool) -> Ve
     out
 }
 
+/// Where a framed page leaves the feed, read from its first frame alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageHead {
+    /// Pass as `after` for the next page.
+    pub next_after: i64,
+    /// Whether more changes follow.
+    pub has_more: bool,
+    /// How many changes the page announces.
+    pub count: usize,
+}
+
+/// The head of a page made by [`encode`], without decoding its changes: a
+/// reader can ask for the next page while this one is decoded. [`decode`]
+/// still checks the whole page.
+pub fn head(bytes: &[u8]) -> Result<PageHead, FrameError> {
+    let mut rest = bytes;
+    let head: Head = json(next_frame(&mut rest)?)?;
+    if head.count > MAX_COUNT {
+        return Err(FrameError::TooManyChanges);
+    }
+    Ok(PageHead {
+        next_after: head.next_after,
+        has_more: head.has_more,
+        count: head.count,
+    })
+}
+
 /// Decodes a page made by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<FramedPage, FrameError> {
     let mut rest = bytes;
@@ -205,6 +232,35 @@ mod tests {
         let page = decode(seed).expect("the seed decodes");
         assert_eq!(page.changes.len(), 1);
         assert_eq!(page.changes[0].1, b"{\"a\":1}");
+    }
+
+    #[test]
+    fn the_head_alone_gives_where_the_page_ends() {
+        let page = vec![
+            (change(7, "dlv_a"), b"{}".to_vec()),
+            (change(9, "dlv_b"), Vec::new()),
+        ];
+        let bytes = encode(&page, 9, true);
+        let want = PageHead {
+            next_after: 9,
+            has_more: true,
+            count: 2,
+        };
+        assert_eq!(head(&bytes), Ok(want));
+        // Only the first frame is read: a page cut after it still has a head
+        // (and fails to decode), and one cut inside it has none.
+        let first = 4 + u32::from_be_bytes(bytes[..4].try_into().expect("four bytes")) as usize;
+        assert_eq!(head(&bytes[..first]), Ok(want));
+        assert!(decode(&bytes[..first]).is_err());
+        assert_eq!(head(&bytes[..first - 1]), Err(FrameError::Truncated));
+        assert_eq!(
+            head(&encode(&[], 40, false)),
+            Ok(PageHead {
+                next_after: 40,
+                has_more: false,
+                count: 0
+            })
+        );
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! The change feed's framed format on arbitrary bytes: decoding never
-//! panics, and whatever decodes encodes back to bytes that decode to the
-//! same page.
+//! panics, a page that decodes has the head its first frame gives alone,
+//! and whatever decodes encodes back to bytes that decode to the same page.
 #![no_main]
 
 use edgehook_core::frames;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let head = frames::head(data);
     let Ok(page) = frames::decode(data) else {
         return;
     };
+    let head = head.expect("a page that decodes has a head");
+    assert_eq!(head.next_after, page.next_after);
+    assert_eq!(head.has_more, page.has_more);
+    assert_eq!(head.count, page.changes.len());
     let again = frames::encode(&page.changes, page.next_after, page.has_more);
     let back = frames::decode(&again).expect("an encoded page decodes");
     assert_eq!(back.next_after, page.next_after);
