@@ -151,10 +151,10 @@ impl Edge {
     pub async fn changes(&self, trigger_id: &str, after: i64, limit: u32) -> Result<PageBytes> {
         let path =
             format!("/api/triggers/{trigger_id}/changes?after={after}&limit={limit}&format=frames");
+        let context = || format!("reading the change feed of {trigger_id}");
         let (content_type, body) = retry(ATTEMPTS, || self.get_raw_once(&path))
             .await
-            .with_context(|| format!("reading the change feed of {trigger_id}"))?;
-        let context = || format!("reading the change feed of {trigger_id}");
+            .with_context(context)?;
         if content_type.starts_with(frames::CONTENT_TYPE) {
             let head = frames::head(&body).with_context(context)?;
             return Ok(PageBytes {

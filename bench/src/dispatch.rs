@@ -215,8 +215,8 @@ pub fn dispatch_section(report: &mut Report, capture: &Capture, seconds: u64, c:
         "Rates are compared over the steady window, the load's last five sixths ({} s for \
          the full-length loads): each is the least-squares slope of its cumulative count \
          (runs at the target, deliveries acknowledged), sampled every 100 ms. A consumer \
-         that keeps pace delivers as fast, a lag later. A closed loop sends each client's next delivery as soon as the last is \
-         answered; a paced load sends at a fixed rate.\n",
+         that keeps pace delivers as fast, a lag later. A closed loop sends each client's \
+         next delivery as soon as the last is answered; a paced load sends at a fixed rate.\n",
         seconds - seconds / 6
     ));
     report.line(format!(
