@@ -151,7 +151,7 @@ impl FilterInput {
             .split_once('?')
             .unwrap_or((path_and_query, ""));
         let mut q = Map::new();
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             q.insert(k.into_owned(), Value::String(v.into_owned()));
         }
         FilterInput {
@@ -172,8 +172,8 @@ const SECRET_PARAM_PARTS: &[&str] = &[
 /// look like credentials are replaced by `[redacted]`, so a token passed in a
 /// webhook URL never reaches a response.
 pub fn redact_query(query: &str) -> String {
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         let lower = k.to_ascii_lowercase();
         if SECRET_PARAM_PARTS.iter().any(|p| lower.contains(p)) {
             out.append_pair(&k, crate::headers::REDACTED);
@@ -197,7 +197,7 @@ fn body_value(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
     });
     if form {
         let mut fields = Map::new();
-        for (k, v) in url::form_urlencoded::parse(body) {
+        for (k, v) in form_urlencoded::parse(body) {
             let v = v.into_owned();
             // A form's JSON field (GitHub's and Slack's `payload`) is
             // matched as JSON.

@@ -290,7 +290,8 @@ mod tests {
             obj.extend(extra.clone());
         }
         let req: TriggerCreate = serde_json::from_value(json).expect("valid json");
-        TriggerConfig::create("trg_x".into(), req, Timestamp(0)).expect("valid trigger")
+        TriggerConfig::create("trg_x".into(), req, Timestamp(0), &crate::weburl::UrlCrate)
+            .expect("valid trigger")
     }
 
     fn github(body: &[u8], event: &str, delivery: &str, secret: &str) -> HeaderList {
@@ -364,7 +365,9 @@ mod tests {
         let req: TriggerCreate =
             serde_json::from_value(serde_json::json!({"name": "t", "provider": "github"}))
                 .expect("json");
-        let cfg = TriggerConfig::create("trg_x".into(), req, Timestamp(0)).expect("valid");
+        let cfg =
+            TriggerConfig::create("trg_x".into(), req, Timestamp(0), &crate::weburl::UrlCrate)
+                .expect("valid");
         let h = github(b"{}", "push", "d", SECRET);
         assert!(matches!(
             screen(&cfg, &inbound(&h, b"{}")),
@@ -402,7 +405,9 @@ mod tests {
             serde_json::json!({"name": "s", "provider": "slack", "signing_secret": secret}),
         )
         .expect("json");
-        let cfg = TriggerConfig::create("trg_s".into(), req, Timestamp(0)).expect("valid");
+        let cfg =
+            TriggerConfig::create("trg_s".into(), req, Timestamp(0), &crate::weburl::UrlCrate)
+                .expect("valid");
         let body = br#"{"type":"url_verification","challenge":"c-123"}"#;
         let ts = 1_700_000_000i64;
         let sig = format!(
@@ -461,7 +466,9 @@ mod tests {
     #[test]
     fn api_key_header_is_redacted_in_storage() {
         let req: TriggerCreate = serde_json::from_value(serde_json::json!({"name": "k", "provider": "api_key", "signing_secret": "k-1-0123456789abcdef", "api_key_header": "X-Hook-Key"})).expect("json");
-        let cfg = TriggerConfig::create("trg_k".into(), req, Timestamp(0)).expect("valid");
+        let cfg =
+            TriggerConfig::create("trg_k".into(), req, Timestamp(0), &crate::weburl::UrlCrate)
+                .expect("valid");
         let h = HeaderList::from_pairs([
             ("X-Hook-Key", "k-1-0123456789abcdef"),
             ("Authorization", "Bearer t"),

@@ -6,7 +6,8 @@
 //! state machine and the signing of outbound dispatches. It has no `worker`, no
 //! tokio and no clock: every function that needs the time takes it as an
 //! argument, so the same code runs natively under `cargo test` and inside the
-//! Worker on wasm32, where reading the system clock would trap.
+//! Worker on wasm32, where reading the system clock would trap. Nor does it parse URLs itself:
+//! the adapter passes a WHATWG parser in ([`weburl`]).
 //!
 //! The wire types of the management API ([`api`]) live here too, so that the
 //! Worker that writes them and the backfill that reads them cannot drift apart.
@@ -32,6 +33,7 @@ pub mod stats;
 pub mod time;
 pub mod trigger;
 pub mod verify;
+pub mod weburl;
 
 pub use error::{ConfigError, VerifyError};
 pub use headers::HeaderList;

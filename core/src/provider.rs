@@ -191,7 +191,7 @@ pub fn parse_body(
         BodyFormat::JsonOrForm
             if is_form(content_type) && serde_json::from_slice::<Value>(body).is_err() =>
         {
-            let fields: Vec<(String, String)> = url::form_urlencoded::parse(body)
+            let fields: Vec<(String, String)> = form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
             let embedded = match fields.iter().find(|(k, _)| k == "payload") {

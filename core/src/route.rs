@@ -23,6 +23,7 @@ use crate::filter::{Filter, FilterInput};
 use crate::provider::{self, EventType};
 use crate::time::Timestamp;
 use crate::trigger::{self, TriggerConfig};
+use crate::weburl::UrlParser;
 
 /// Most routes a trigger may have.
 pub const MAX_ROUTES: usize = 50;
@@ -234,15 +235,17 @@ impl RouteConfig {
         req: RouteCreate,
         trigger: &TriggerConfig,
         now: Timestamp,
+        urls: &dyn UrlParser,
     ) -> Result<RouteConfig, ConfigError> {
         let target = req
             .target_url
             .as_deref()
             .ok_or_else(|| ConfigError::new("target_url", "is required"))?;
-        let target_url = trigger::check_target_url(target)?;
-        let default_name = url::Url::parse(&target_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
+        let target_url = trigger::check_target_url(target, urls)?;
+        let default_name = urls
+            .parse(&target_url)
+            .map(|u| u.host)
+            .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "route".to_string());
         let mut route = RouteConfig {
             id,
@@ -281,19 +284,25 @@ impl RouteConfig {
                 breaker_cooldown_seconds: req.breaker_cooldown_seconds,
             },
             now,
+            urls,
         )?;
         route.updated_at = now;
         Ok(route)
     }
 
     /// Applies a patch, validating every field; on error nothing changes.
-    pub fn apply(&mut self, patch: RoutePatch, now: Timestamp) -> Result<(), ConfigError> {
+    pub fn apply(
+        &mut self,
+        patch: RoutePatch,
+        now: Timestamp,
+        urls: &dyn UrlParser,
+    ) -> Result<(), ConfigError> {
         let mut next = self.clone();
         if let Some(name) = patch.name {
             next.name = trigger::check_name(&name)?;
         }
         if let Some(url) = patch.target_url {
-            next.target_url = trigger::check_target_url(&url)?;
+            next.target_url = trigger::check_target_url(&url, urls)?;
         }
         if let Some(types) = patch.event_types {
             next.event_types = trigger::check_event_types(types)?;

@@ -14,6 +14,7 @@ use crate::provider::{KeySources, Provider};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::verify::{self, HmacAlgorithm, SecretSet, SignatureEncoding};
+use crate::weburl::UrlParser;
 
 /// Largest body a trigger accepts by default (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -296,32 +297,27 @@ pub(crate) fn check_name(name: &str) -> Result<String, ConfigError> {
     Ok(name.to_string())
 }
 
-/// Checks a target URL: absolute http(s) with a host, no fragment.
-pub fn check_target_url(raw: &str) -> Result<String, ConfigError> {
+/// Checks a target URL: absolute http(s) with a host, no fragment. Returns
+/// it as `urls` serializes it (`HTTPS://Bücher.example/a` becomes
+/// `https://xn--bcher-kva.example/a`).
+pub fn check_target_url(raw: &str, urls: &dyn UrlParser) -> Result<String, ConfigError> {
     let field = "target_url";
     if raw.len() > 2048 {
         return Err(ConfigError::new(field, "must be at most 2048 characters"));
     }
-    let url = url::Url::parse(raw).map_err(|e| match e {
-        // The Worker is built with `idna_adapter` 1.0 (ASCII only), which
-        // keeps some 40 KB of Unicode tables out of the Wasm: international
-        // host names are given in their punycode (`xn--`) form.
-        url::ParseError::IdnaError => ConfigError::new(
-            field,
-            "host must be ASCII (give an international name as xn--)",
-        ),
-        _ => ConfigError::new(field, "must be an absolute URL"),
-    })?;
-    if url.scheme() != "http" && url.scheme() != "https" {
+    let url = urls
+        .parse(raw)
+        .ok_or_else(|| ConfigError::new(field, "must be an absolute URL"))?;
+    if url.scheme != "http" && url.scheme != "https" {
         return Err(ConfigError::new(field, "must use http or https"));
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    if url.host.is_empty() {
         return Err(ConfigError::new(field, "must have a host"));
     }
-    if url.fragment().is_some() {
+    if url.has_fragment() {
         return Err(ConfigError::new(field, "must not have a fragment"));
     }
-    Ok(url.to_string())
+    Ok(url.href)
 }
 
 /// Checks an `event_types` list: bounded, each entry printable.
@@ -440,6 +436,7 @@ impl TriggerConfig {
         id: String,
         req: TriggerCreate,
         now: Timestamp,
+        urls: &dyn UrlParser,
     ) -> Result<TriggerConfig, ConfigError> {
         let provider = Provider::parse(&req.provider).ok_or_else(|| {
             let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
@@ -508,7 +505,7 @@ impl TriggerConfig {
             storage_budget_bytes: req.storage_budget_bytes.map(Some),
             signing_secret: None,
         };
-        cfg.apply(patch, now)?;
+        cfg.apply(patch, now, urls)?;
         if let Some(raw) = req.signing_secret {
             // A first secret has nothing to rotate from.
             cfg.signing_secret = Some(check_secret(provider, &raw)?);
@@ -519,7 +516,12 @@ impl TriggerConfig {
 
     /// Applies a patch, validating every field and the result as a whole.
     /// On error the configuration is unchanged.
-    pub fn apply(&mut self, patch: TriggerPatch, now: Timestamp) -> Result<(), ConfigError> {
+    pub fn apply(
+        &mut self,
+        patch: TriggerPatch,
+        now: Timestamp,
+        urls: &dyn UrlParser,
+    ) -> Result<(), ConfigError> {
         let mut next = self.clone();
         if let Some(name) = patch.name {
             next.name = check_name(&name)?;
@@ -528,7 +530,7 @@ impl TriggerConfig {
             next.enabled = enabled;
         }
         if let Some(url) = patch.target_url {
-            next.target_url = url.map(|u| check_target_url(&u)).transpose()?;
+            next.target_url = url.map(|u| check_target_url(&u, urls)).transpose()?;
         }
         if let Some(types) = patch.event_types {
             next.event_types = check_event_types(types)?;

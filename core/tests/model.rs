@@ -14,8 +14,24 @@ use edgehook_core::run::{
     self, AttemptOutcome, Claim, RetryPolicy, RunState, RunStatus, Settlement,
 };
 use edgehook_core::trigger::{TriggerConfig, TriggerCreate};
+use edgehook_core::weburl::{ParsedUrl, UrlParser};
 use edgehook_core::Timestamp;
 use proptest::prelude::*;
+
+/// The `url` crate as the URL parser the configuration checks take (the
+/// core's own `UrlCrate` is only built with its `url-crate` feature).
+struct UrlCrate;
+
+impl UrlParser for UrlCrate {
+    fn parse(&self, raw: &str) -> Option<ParsedUrl> {
+        let url = url::Url::parse(raw).ok()?;
+        Some(ParsedUrl {
+            href: url.to_string(),
+            scheme: url.scheme().to_string(),
+            host: url.host_str().unwrap_or_default().to_string(),
+        })
+    }
+}
 
 const LEASE_SECONDS: i64 = 45;
 const POLICY: RetryPolicy = RetryPolicy {
@@ -107,7 +123,8 @@ impl Model {
         }))
         .expect("request");
         Model {
-            cfg: TriggerConfig::create("trg_model".into(), req, Timestamp(0)).expect("config"),
+            cfg: TriggerConfig::create("trg_model".into(), req, Timestamp(0), &UrlCrate)
+                .expect("config"),
             now: Timestamp::from_secs(1_700_000_000),
             deliveries: Vec::new(),
             runs: Vec::new(),

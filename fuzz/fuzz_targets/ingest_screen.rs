@@ -7,6 +7,7 @@
 use edgehook_core::ingest::{self, Inbound, Screening};
 use edgehook_core::provider::Provider;
 use edgehook_core::trigger::{TriggerConfig, TriggerCreate};
+use edgehook_core::weburl::UrlCrate;
 use edgehook_core::Timestamp;
 use edgehook_fuzz::{request, NOW_SECS};
 use libfuzzer_sys::fuzz_target;
@@ -25,11 +26,17 @@ fuzz_target!(|data: &[u8]| {
     if provider == Provider::Basic {
         create["basic_username"] = "hooks".into();
     }
-    if !matches!(provider, Provider::Generic | Provider::Basic | Provider::ApiKey) {
-        create.as_object_mut().map(|o| o.remove("dedupe_json_pointer"));
+    if !matches!(
+        provider,
+        Provider::Generic | Provider::Basic | Provider::ApiKey
+    ) {
+        create
+            .as_object_mut()
+            .map(|o| o.remove("dedupe_json_pointer"));
     }
     let req: TriggerCreate = serde_json::from_value(create).expect("a valid request");
-    let cfg = TriggerConfig::create("trg_fuzz".into(), req, Timestamp(0)).expect("a valid trigger");
+    let cfg = TriggerConfig::create("trg_fuzz".into(), req, Timestamp(0), &UrlCrate)
+        .expect("a valid trigger");
     let (headers, body) = request(rest);
     let inbound = Inbound {
         headers: &headers,
@@ -54,7 +61,10 @@ fuzz_target!(|data: &[u8]| {
         if edgehook_core::headers::SIGNATURE_HEADERS.contains(&name)
             || edgehook_core::headers::CREDENTIAL_HEADERS.contains(&name)
         {
-            assert!(edgehook_core::headers::is_redacted(value), "{name} stored whole");
+            assert!(
+                edgehook_core::headers::is_redacted(value),
+                "{name} stored whole"
+            );
         }
     }
 });

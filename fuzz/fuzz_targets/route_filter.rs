@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = redact_query(&text);
     if let Ok(f) = Filter::parse(&v) {
         assert_eq!(serde_json::to_value(&f).ok().as_ref(), Some(&v));
-        let headers = HeaderList::from_pairs([("content-type", "application/json"), ("x-a", &*text)]);
+        let headers =
+            HeaderList::from_pairs([("content-type", "application/json"), ("x-a", &*text)]);
         let input = FilterInput::new(&headers, body, &format!("/hooks/t?{text}"));
         let _ = f.matches(&input);
         let form = HeaderList::from_pairs([("content-type", "application/x-www-form-urlencoded")]);

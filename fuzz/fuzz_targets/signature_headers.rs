@@ -23,7 +23,11 @@ fn check_all(secret: &Secret, data: &[u8]) -> Vec<bool> {
         verify::verify_basic("hooks", secret, &h).is_ok(),
         verify::verify_api_key("x-api-key", secret, &h).is_ok(),
     ];
-    for algorithm in [HmacAlgorithm::Sha1, HmacAlgorithm::Sha256, HmacAlgorithm::Sha512] {
+    for algorithm in [
+        HmacAlgorithm::Sha1,
+        HmacAlgorithm::Sha256,
+        HmacAlgorithm::Sha512,
+    ] {
         for encoding in [SignatureEncoding::Hex, SignatureEncoding::Base64] {
             let scheme = GenericScheme {
                 header: "x-signature",

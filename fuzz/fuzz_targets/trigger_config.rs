@@ -6,6 +6,7 @@
 
 use edgehook_core::api::TriggerView;
 use edgehook_core::trigger::{TriggerConfig, TriggerCreate, TriggerPatch};
+use edgehook_core::weburl::UrlCrate;
 use edgehook_core::Timestamp;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = serde_json::from_slice::<TriggerCreate>(create) else {
         return;
     };
-    let Ok(mut cfg) = TriggerConfig::create("trg_fuzz".into(), req, Timestamp(1)) else {
+    let Ok(mut cfg) = TriggerConfig::create("trg_fuzz".into(), req, Timestamp(1), &UrlCrate) else {
         return;
     };
     let stored = serde_json::to_string(&cfg).expect("a config serialises");
@@ -26,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = TriggerView::of(&cfg, "https://hooks.example");
     if let Ok(p) = serde_json::from_slice::<TriggerPatch>(patch) {
         let before = cfg.clone();
-        match cfg.apply(p, Timestamp(2)) {
+        match cfg.apply(p, Timestamp(2), &UrlCrate) {
             Ok(()) => assert!(cfg.updated_at > before.updated_at),
             Err(_) => assert_eq!(cfg, before, "a refused patch changed the trigger"),
         }

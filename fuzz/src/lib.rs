@@ -21,7 +21,9 @@ pub fn request(data: &[u8]) -> (HeaderList, &[u8]) {
     let split = data
         .windows(2)
         .position(|w| w == b"\n\n")
-        .map_or((data, &data[data.len()..]), |i| (&data[..i], &data[i + 2..]));
+        .map_or((data, &data[data.len()..]), |i| {
+            (&data[..i], &data[i + 2..])
+        });
     let head = String::from_utf8_lossy(split.0);
     let pairs = head.lines().filter_map(|line| {
         let (name, value) = line.split_once(':')?;

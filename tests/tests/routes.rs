@@ -705,6 +705,13 @@ fn route_requests_are_validated_and_unknown_routes_are_404() {
         |body: Value| shared().admin("POST", &format!("/api/triggers/{id}/routes"), Some(&body));
     for (body, field) in [
         (json!({}), "target_url"),
+        (json!({"target_url": "not a url"}), "target_url"),
+        (json!({"target_url": "ftp://x.example/hook"}), "target_url"),
+        (
+            json!({"target_url": "https://x.example/hook#part"}),
+            "target_url",
+        ),
+        (json!({"target_url": "https:///"}), "target_url"),
         (
             json!({"target_url": "https://x.example", "filter": {"body": {"$nope": 1}}}),
             "filter.body.$nope",
@@ -739,6 +746,16 @@ fn route_requests_are_validated_and_unknown_routes_are_404() {
         post(json!({"target_url": "https://x.example", "extra": 1})).status,
         400
     );
+
+    // Target URLs are read by the runtime's WHATWG parser and kept as it
+    // writes them: an international host name in punycode, the default port
+    // and dot segments gone. A route's name defaults to its host.
+    let r = route(
+        &id,
+        json!({"target_url": "HTTPS://Bücher.Example:443/a/./hook?q=1"}),
+    );
+    assert_eq!(r["target_url"], "https://xn--bcher-kva.example/a/hook?q=1");
+    assert_eq!(r["name"], "xn--bcher-kva.example");
 
     let r = route(
         &id,

@@ -27,7 +27,7 @@ use crate::{admin, keys, wire};
 /// from the runtime's request; every other path converts it.
 pub async fn handle(req: web_sys::Request, env: Env) -> ApiResult<Response> {
     let url = req.url();
-    let (path, query) = split_url(&url);
+    let (path, query) = http::split_url(&url);
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
         ["hooks", id] => ingress(req, &env, id, query).await,
@@ -35,25 +35,6 @@ pub async fn handle(req: web_sys::Request, env: Env) -> ApiResult<Response> {
         ["api", rest @ ..] => admin::handle(Request::from(req), &env, rest).await,
         [""] | ["healthz"] => Ok(http::json(200, &json!({"ok": true, "service": "edgehook"}))),
         _ => Err(ApiError::NotFound("route")),
-    }
-}
-
-/// The path and the query of a URL as the runtime serializes it (WHATWG):
-/// the path starts at the first `/` after the host (a special scheme's
-/// serialization always has one) and runs to the `?` or `#` that ends it;
-/// both are as serialized, percent-encoding and all, as `Url::path` and
-/// `Url::query` give them.
-fn split_url(url: &str) -> (&str, Option<&str>) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[after_scheme..];
-    let Some(start) = rest.find('/') else {
-        return ("/", None);
-    };
-    let rest = &rest[start..];
-    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-    match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
     }
 }
 
@@ -195,7 +176,11 @@ mod tests {
             "https://user:pw@edge.example:8443/p/%3F?q=%23",
         ] {
             let parsed = worker::Url::parse(url).expect("a URL");
-            assert_eq!(split_url(url), (parsed.path(), parsed.query()), "{url}");
+            assert_eq!(
+                http::split_url(url),
+                (parsed.path(), parsed.query()),
+                "{url}"
+            );
         }
     }
 

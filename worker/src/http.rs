@@ -246,8 +246,9 @@ pub fn is_internal(name: &str) -> bool {
 }
 
 /// A query parameter; `None` when absent or empty.
-pub fn query_param(url: &worker::Url, name: &str) -> Option<String> {
-    url.query_pairs()
+pub fn query_param(url: &ReqUrl, name: &str) -> Option<String> {
+    let query = url.query()?;
+    form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.is_empty())
@@ -271,9 +272,102 @@ pub fn base_url(req: &Request, env: &Env) -> String {
     if let Some(base) = crate::keys::public_base_url(env) {
         return base;
     }
-    match req.url() {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => String::new(),
+    ReqUrl::of(req).origin().to_string()
+}
+
+/// A request's URL as the runtime serializes it (WHATWG), read without a
+/// URL parser: a serialized URL needs none to be split, and `worker`'s
+/// `Request::url` parses it again with the `url` crate, whose parser (with
+/// its host and IDNA handling) was 30 KB of the Wasm.
+#[derive(Debug, Clone)]
+pub struct ReqUrl {
+    href: String,
+}
+
+impl ReqUrl {
+    /// The URL of `req`.
+    pub fn of(req: &Request) -> ReqUrl {
+        ReqUrl::from_href(req.inner().url())
+    }
+
+    /// A serialized URL.
+    pub fn from_href(href: String) -> ReqUrl {
+        ReqUrl { href }
+    }
+
+    /// The path, percent-encoding and all (`/` at least).
+    pub fn path(&self) -> &str {
+        split_url(&self.href).0
+    }
+
+    /// The query, without its `?`; `None` without one.
+    pub fn query(&self) -> Option<&str> {
+        split_url(&self.href).1
+    }
+
+    /// The scheme, host and port (`https://edge.example`). A request's
+    /// URL carries no credentials: HTTP sends them in headers.
+    pub fn origin(&self) -> &str {
+        let after_scheme = self.href.find("://").map_or(0, |i| i + 3);
+        let end = self.href[after_scheme..]
+            .find(['/', '?', '#'])
+            .map_or(self.href.len(), |i| after_scheme + i);
+        &self.href[..end]
+    }
+}
+
+/// The runtime's `URL`: the WHATWG parser, which the core's configuration
+/// checks take ([`edgehook_core::weburl`]) so the Wasm carries none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuntimeUrl;
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The global `URL` class.
+    #[wasm_bindgen(js_name = URL)]
+    type JsUrl;
+
+    #[wasm_bindgen(constructor, catch, js_class = "URL")]
+    fn new(raw: &str) -> Result<JsUrl, wasm_bindgen::JsValue>;
+
+    #[wasm_bindgen(method, getter)]
+    fn href(this: &JsUrl) -> String;
+
+    #[wasm_bindgen(method, getter)]
+    fn protocol(this: &JsUrl) -> String;
+
+    #[wasm_bindgen(method, getter)]
+    fn hostname(this: &JsUrl) -> String;
+}
+
+impl edgehook_core::weburl::UrlParser for RuntimeUrl {
+    fn parse(&self, raw: &str) -> Option<edgehook_core::weburl::ParsedUrl> {
+        let url = JsUrl::new(raw).ok()?;
+        let scheme = url.protocol();
+        Some(edgehook_core::weburl::ParsedUrl {
+            href: url.href(),
+            scheme: scheme.strip_suffix(':').unwrap_or(&scheme).to_string(),
+            host: url.hostname(),
+        })
+    }
+}
+
+/// The path and the query of a URL as the runtime serializes it (WHATWG):
+/// the path starts at the first `/` after the host (a special scheme's
+/// serialization always has one) and runs to the `?` or `#` that ends it;
+/// both are as serialized, percent-encoding and all, as `Url::path` and
+/// `Url::query` give them.
+pub fn split_url(url: &str) -> (&str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let Some(start) = rest.find('/') else {
+        return ("/", None);
+    };
+    let rest = &rest[start..];
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
     }
 }
 

@@ -66,7 +66,7 @@ impl Registry {
 
     async fn route(&self, mut req: Request) -> ApiResult<Response> {
         self.migrate()?;
-        let url = req.url()?;
+        let url = http::ReqUrl::of(&req);
         let path = url.path().to_string();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method(), segs.as_slice()) {
@@ -135,9 +135,19 @@ impl Registry {
                 } else {
                     None
                 };
+                // Ingress URLs follow the origin of the operator's request
+                // (or PUBLIC_BASE_URL), which the edge passes on; a view
+                // keeps the one it was stored with otherwise.
+                let base = req.headers().get(crate::wire::BASE_URL)?;
                 let views: Vec<TriggerView> = rows
                     .iter()
                     .filter_map(|r| edgehook_core::encoding::json_from_str(&r.view).ok())
+                    .map(|mut v: TriggerView| {
+                        if let Some(base) = &base {
+                            v.url = format!("{base}/hooks/{}", v.id);
+                        }
+                        v
+                    })
                     .collect();
                 Ok(http::json(
                     200,

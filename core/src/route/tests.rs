@@ -5,6 +5,7 @@ use serde_json::json;
 use super::*;
 use crate::headers::HeaderList;
 use crate::trigger::TriggerCreate;
+use crate::weburl::UrlCrate;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -19,13 +20,14 @@ fn trigger() -> TriggerConfig {
             ..TriggerCreate::default()
         },
         T0,
+        &UrlCrate,
     )
     .expect("trigger")
 }
 
 fn route(id: &str, v: serde_json::Value) -> Result<RouteConfig, ConfigError> {
     let req: RouteCreate = serde_json::from_value(v).expect("request shape");
-    RouteConfig::create(id.into(), req, &trigger(), T0)
+    RouteConfig::create(id.into(), req, &trigger(), T0, &UrlCrate)
 }
 
 #[test]
@@ -115,20 +117,20 @@ fn a_patch_changes_only_what_it_names_and_null_clears() {
     .expect("valid");
     let before = r.clone();
     let patch: RoutePatch = serde_json::from_value(json!({"priority": 5})).expect("patch");
-    r.apply(patch, T0).expect("ok");
+    r.apply(patch, T0, &UrlCrate).expect("ok");
     assert_eq!(r.priority, 5);
     assert_eq!(r.filter, before.filter);
     assert!(r.updated_at > before.updated_at, "updated_at moves forward");
     let patch: RoutePatch =
         serde_json::from_value(json!({"filter": null, "rate_limit_per_second": null}))
             .expect("patch");
-    r.apply(patch, T0).expect("ok");
+    r.apply(patch, T0, &UrlCrate).expect("ok");
     assert!(r.filter.is_none() && r.rate_limit_per_second.is_none());
     // A bad patch changes nothing.
     let snapshot = r.clone();
     let patch: RoutePatch =
         serde_json::from_value(json!({"priority": 1, "max_attempts": 0})).expect("patch");
-    assert!(r.apply(patch, T0).is_err());
+    assert!(r.apply(patch, T0, &UrlCrate).is_err());
     assert_eq!(r, snapshot);
 }
 

@@ -1,11 +1,12 @@
 //! Trigger configuration: creation, patches, validation, rotation.
 
 use super::*;
+use crate::weburl::{ParsedUrl, UrlCrate};
 
 fn create(json: serde_json::Value) -> Result<TriggerConfig, ConfigError> {
     let req: TriggerCreate =
         serde_json::from_value(json).map_err(|e| ConfigError::new("body", e.to_string()))?;
-    TriggerConfig::create("trg_x".into(), req, Timestamp(1000))
+    TriggerConfig::create("trg_x".into(), req, Timestamp(1000), &UrlCrate)
 }
 
 #[test]
@@ -82,12 +83,12 @@ fn patch_is_all_or_nothing_and_null_clears() {
     let patch: TriggerPatch =
         serde_json::from_value(serde_json::json!({"enabled": false, "max_attempts": 0}))
             .expect("parse");
-    assert!(t.apply(patch, Timestamp(2000)).is_err());
+    assert!(t.apply(patch, Timestamp(2000), &UrlCrate).is_err());
     assert_eq!(t, before);
     let patch: TriggerPatch =
         serde_json::from_value(serde_json::json!({"target_url": null, "enabled": false}))
             .expect("parse");
-    t.apply(patch, Timestamp(2000)).expect("valid");
+    t.apply(patch, Timestamp(2000), &UrlCrate).expect("valid");
     assert_eq!(t.target_url, None);
     assert!(!t.enabled);
     assert_eq!(t.updated_at, Timestamp(2000));
@@ -143,19 +144,64 @@ fn rotation_keeps_previous_for_the_grace_period() {
 }
 
 #[test]
-fn target_hosts_are_ascii_and_punycode_names_pass() {
-    // The Wasm carries no Unicode host tables (see `check_target_url`):
-    // an international name is refused with a message saying what to send,
-    // and its punycode form is accepted as it is.
-    let err = check_target_url("https://bücher.example/hook").expect_err("unicode host");
-    assert_eq!(err.field, "target_url");
-    assert!(err.message.contains("xn--"), "{}", err.message);
+fn target_urls_are_checked_and_given_as_the_parser_serializes_them() {
+    let check = |raw: &str| check_target_url(raw, &UrlCrate);
     assert_eq!(
-        check_target_url("https://xn--bcher-kva.example/hook").as_deref(),
+        check("HTTPS://EXAMPLE.com:443/a/./b").as_deref(),
+        Ok("https://example.com/a/b")
+    );
+    assert_eq!(
+        check("https://xn--bcher-kva.example/hook").as_deref(),
         Ok("https://xn--bcher-kva.example/hook")
     );
+    for (raw, says) in [
+        ("not a url", "absolute URL"),
+        ("/relative", "absolute URL"),
+        ("ftp://example.com/x", "http or https"),
+        ("mailto:a@example.com", "http or https"),
+        ("https://example.com/a#frag", "fragment"),
+        ("https://example.com/a#", "fragment"),
+    ] {
+        let err = check(raw).expect_err(raw);
+        assert_eq!(err.field, "target_url");
+        assert!(err.message.contains(says), "{raw}: {}", err.message);
+    }
+    let long = format!("https://example.com/{}", "a".repeat(2048));
+    assert!(check(&long).is_err());
+}
+
+/// A parser that answers what it is told: the checks read only its answer.
+struct Answers(Option<ParsedUrl>);
+
+impl UrlParser for Answers {
+    fn parse(&self, _: &str) -> Option<ParsedUrl> {
+        self.0.clone()
+    }
+}
+
+#[test]
+fn target_checks_read_the_parsers_answer() {
+    let url = |href: &str, scheme: &str, host: &str| {
+        Answers(Some(ParsedUrl {
+            href: href.into(),
+            scheme: scheme.into(),
+            host: host.into(),
+        }))
+    };
+    // The runtime's parser gives an international name in punycode.
     assert_eq!(
-        check_target_url("https://EXAMPLE.com/a").as_deref(),
-        Ok("https://example.com/a")
+        check_target_url(
+            "https://bücher.example/hook",
+            &url(
+                "https://xn--bcher-kva.example/hook",
+                "https",
+                "xn--bcher-kva.example"
+            )
+        )
+        .as_deref(),
+        Ok("https://xn--bcher-kva.example/hook")
     );
+    let host = check_target_url("x", &url("https:///x", "https", "")).expect_err("no host");
+    assert!(host.message.contains("host"), "{}", host.message);
+    assert!(check_target_url("x", &Answers(None)).is_err());
 }

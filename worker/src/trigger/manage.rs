@@ -28,7 +28,7 @@ impl Trigger {
     pub(super) async fn patch(&self, req: &mut Request) -> ApiResult<Response> {
         let patch: TriggerPatch = http::json_body(req).await?;
         let mut cfg = self.live_config()?;
-        cfg.apply(patch, now())?;
+        cfg.apply(patch, now(), &http::RuntimeUrl)?;
         self.store_config(&cfg)?;
         // `target_url` and its retry settings are the first route's.
         let failed = self.sync_default_route(&cfg)?;
@@ -126,7 +126,7 @@ impl Trigger {
         }
     }
 
-    pub(super) fn list(&self, url: &worker::Url) -> ApiResult<Response> {
+    pub(super) fn list(&self, url: &http::ReqUrl) -> ApiResult<Response> {
         let cfg = self.live_config()?;
         let param = |name| http::query_param(url, name);
         let event_type = param("event_type");
@@ -158,7 +158,7 @@ impl Trigger {
     /// `GET /changes?after=&limit=&format=`: the page as JSON (bodies in
     /// base64), or with `format=frames` as frames (`core::frames`: bodies
     /// as bytes), which is what the backfill asks for.
-    pub(super) fn changes(&self, url: &worker::Url) -> ApiResult<Response> {
+    pub(super) fn changes(&self, url: &http::ReqUrl) -> ApiResult<Response> {
         // The backfill reads a deleted trigger's feed too, to finish its history.
         let cfg = self.config()?.ok_or(ApiError::NotFound("trigger"))?;
         let after = query::after(http::query_param(url, "after").as_deref())?;
@@ -198,7 +198,7 @@ impl Trigger {
 
     /// `GET /stats?hours=&buckets=`: deliveries per bucket by status and
     /// dispatch latency percentiles over the window (`core::stats`).
-    pub(super) fn stats(&self, url: &worker::Url) -> ApiResult<Response> {
+    pub(super) fn stats(&self, url: &http::ReqUrl) -> ApiResult<Response> {
         self.live_config()?;
         let window = edgehook_core::stats::Window::parse(
             now(),

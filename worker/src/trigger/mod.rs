@@ -241,7 +241,7 @@ impl Trigger {
 
     async fn route(&self, mut req: Request) -> ApiResult<Response> {
         self.ensure_ready().await?;
-        let url = req.url()?;
+        let url = http::ReqUrl::of(&req);
         let path = url.path().to_string();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = req.method();

@@ -130,7 +130,13 @@ impl Trigger {
             });
         }
         let now = now();
-        let route = RouteConfig::create(new_route_id(now, random::<10>()?), create, &cfg, now)?;
+        let route = RouteConfig::create(
+            new_route_id(now, random::<10>()?),
+            create,
+            &cfg,
+            now,
+            &http::RuntimeUrl,
+        )?;
         ledger.put_route(&route)?;
         self.forget_routes();
         Ok(http::json(201, &self.route_view(&cfg, &route.id)?))
@@ -157,7 +163,7 @@ impl Trigger {
         let row = ledger.route(id)?.ok_or(ApiError::NotFound("route"))?;
         let mut route = row.config()?;
         let now = now();
-        route.apply(patch, now)?;
+        route.apply(patch, now, &http::RuntimeUrl)?;
         ledger.put_route(&route)?;
         self.forget_routes();
         // The trigger's old fields show its first route.
@@ -392,8 +398,13 @@ impl Trigger {
                     target_url: Some(url.clone()),
                     ..RouteCreate::default()
                 };
-                let route =
-                    RouteConfig::create(new_route_id(now, random::<10>()?), create, cfg, now)?;
+                let route = RouteConfig::create(
+                    new_route_id(now, random::<10>()?),
+                    create,
+                    cfg,
+                    now,
+                    &http::RuntimeUrl,
+                )?;
                 ledger.put_route(&route)?;
                 ledger.set_default_route_id(Some(&route.id))?;
                 self.forget_routes();
