@@ -261,6 +261,7 @@ pub fn dedupes(cfg: &TriggerConfig, facts: &Facts) -> bool {
 /// leave the ledger whole.
 pub fn stored_headers(cfg: &TriggerConfig, headers: &HeaderList) -> HeaderList {
     headers
+        .clone()
         .redacted(&cfg.credential_headers())
         .signatures_redacted(&cfg.signature_headers())
 }
