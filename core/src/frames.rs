@@ -138,7 +138,7 @@ pub fn decode(bytes: &[u8]) -> Result<FramedPage, FrameError> {
         let frame = next_frame(&mut rest)?;
         // Read as its two parts rather than through `Change`, whose
         // flattened delivery serde buffers value by value before reading
-        // it again: that took the decoding of a page from 11 to 4 ms.
+        // it again: that took a page of 1,000 changes from 11.4 to 9.3 ms.
         let Seq { seq } = json(frame)?;
         let mut change = Change {
             seq,
