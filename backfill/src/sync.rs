@@ -268,11 +268,11 @@ async fn sync_trigger(
             let mut after = after;
             loop {
                 let page = edge.changes(&id, after, page_size).await;
-                let more = page.as_ref().is_ok_and(|p| {
-                    let head = p.head();
-                    after = head.next_after;
-                    head.has_more && head.count > 0
-                });
+                let head = page.as_ref().ok().map(PageBytes::head);
+                if let Some(h) = head {
+                    after = h.next_after;
+                }
+                let more = head.is_some_and(|h| h.has_more && h.count > 0);
                 // The decoder has stopped (the writer failed): so does the
                 // reader.
                 if raw_tx.send(page).await.is_err() || !more {

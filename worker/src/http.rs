@@ -287,12 +287,9 @@ pub struct ReqUrl {
 impl ReqUrl {
     /// The URL of `req`.
     pub fn of(req: &Request) -> ReqUrl {
-        ReqUrl::from_href(req.inner().url())
-    }
-
-    /// A serialized URL.
-    pub fn from_href(href: String) -> ReqUrl {
-        ReqUrl { href }
+        ReqUrl {
+            href: req.inner().url(),
+        }
     }
 
     /// The path, percent-encoding and all (`/` at least).

@@ -136,58 +136,16 @@ impl JsonPage {
 
     /// A JSON array of arrays of values, each array a row of `fields`.
     fn parse(text: &str, fields: &[&str]) -> Result<JsonPage, RowError> {
-        let PageRows(rows) = edgehook_core::encoding::json_from_str(text)
+        let rows: Vec<Vec<PageValue>> = edgehook_core::encoding::json_from_str(text)
             .map_err(|e| RowError(format!("a JSON page: {e}")))?;
         Ok(JsonPage {
             names: fields.iter().map(|f| (*f).to_string()).collect(),
-            rows,
+            // A newtype's vector is collected in place: no copy of a row.
+            rows: rows
+                .into_iter()
+                .map(|row| row.into_iter().map(|PageValue(v)| v).collect())
+                .collect(),
         })
-    }
-}
-
-/// A JSON page's rows: an array of arrays of scalars.
-struct PageRows(Vec<Vec<SqlStorageValue>>);
-
-impl<'de> de::Deserialize<'de> for PageRows {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Rows;
-        impl<'de> Visitor<'de> for Rows {
-            type Value = PageRows;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array of rows")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<PageRows, A::Error> {
-                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(PageRow(row)) = seq.next_element()? {
-                    rows.push(row);
-                }
-                Ok(PageRows(rows))
-            }
-        }
-        deserializer.deserialize_seq(Rows)
-    }
-}
-
-/// One row of a JSON page: an array of scalars.
-struct PageRow(Vec<SqlStorageValue>);
-
-impl<'de> de::Deserialize<'de> for PageRow {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Row;
-        impl<'de> Visitor<'de> for Row {
-            type Value = PageRow;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a row's array of columns")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<PageRow, A::Error> {
-                let mut cols = Vec::new();
-                while let Some(PageValue(v)) = seq.next_element()? {
-                    cols.push(v);
-                }
-                Ok(PageRow(cols))
-            }
-        }
-        deserializer.deserialize_seq(Row)
     }
 }
 
