@@ -8,6 +8,11 @@
 // instead: the change feed's first page of 1000 changes, as frames, read
 // again and again by one client after those deliveries went in.
 //
+// With PROFILE_DISPATCH=1 (edgehook only) the trigger has a target, a local
+// HTTP server answering 204, and 4 clients send deliveries as fast as they
+// are answered: the profile then holds each run's dispatch (the queue
+// consumer's claim, the POST, the report) beside its ingest.
+//
 // It prints the throughput, then each function's share of the samples, with
 // its callees (inclusive) and alone (self), and writes the whole profile to
 // /tmp/<worker>.cpuprofile for Chrome's DevTools. Build the Worker with
@@ -36,6 +41,19 @@ const mf = new Miniflare({
   bindings: { ...opts.bindings, ADMIN_TOKEN: process.env.ADMIN_TOKEN, DISPATCH_SECRET: process.env.DISPATCH_SECRET, FLOOR_SECRET: process.env.FLOOR_SECRET },
 });
 const base = (await mf.ready).toString().replace(/\/$/, "");
+const dispatch = process.env.PROFILE_DISPATCH === "1" && kind === "edgehook";
+let delivered = 0;
+let targetUrl;
+if (dispatch) {
+  const http = await import("node:http");
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => { delivered++; res.writeHead(204); res.end(); });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  server.unref();
+  targetUrl = `http://127.0.0.1:${server.address().port}/hook`;
+}
 const secret = kind === "edgehook" ? "github-secret-0123456789" : process.env.FLOOR_SECRET;
 let path = "/hooks/t";
 if (kind === "edgehook") {
@@ -43,7 +61,8 @@ if (kind === "edgehook") {
     method: "POST",
     headers: { authorization: "Bearer " + process.env.ADMIN_TOKEN, "content-type": "application/json" },
     body: JSON.stringify({ name: "prof", provider: "github", signing_secret: secret,
-      rate_limit_per_second: 1000000, rate_limit_per_ip_per_second: 1000000 }),
+      rate_limit_per_second: 1000000, rate_limit_per_ip_per_second: 1000000,
+      ...(dispatch ? { target_url: targetUrl } : {}) }),
   });
   const t = await r.json();
   if (!t.id) throw new Error(JSON.stringify(t));
@@ -91,7 +110,9 @@ if (feed) {
     n++;
   }
 } else {
-  await Promise.all(Array.from({ length: 16 }, () => client(Date.now() + seconds * 1000)));
+  const before = delivered;
+  await Promise.all(Array.from({ length: dispatch ? 4 : 16 }, () => client(Date.now() + seconds * 1000)));
+  if (dispatch) console.log(`runs delivered while profiled: ${delivered - before}`);
 }
 const rps = n / ((Date.now() - t0) / 1000);
 const { result } = await call("Profiler.stop");

@@ -137,7 +137,7 @@ impl Ledger {
 
     /// Counts one more arrival of a delivery.
     pub fn bump_attempt(&self, delivery_id: &str) -> ApiResult<()> {
-        let seq = self.next_seq()?;
+        let seq = self.next_seqs(1)?;
         self.exec(
             "bump attempt",
             "UPDATE deliveries SET attempt_count = attempt_count + 1, seq = ? WHERE id = ?",

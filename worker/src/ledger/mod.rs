@@ -289,15 +289,17 @@ impl Ledger {
             .map_or(0, |r| r.value))
     }
 
-    fn next_seq(&self) -> ApiResult<i64> {
+    /// Takes `n` change sequence numbers and returns the last of them (the
+    /// others are the `n - 1` before it).
+    fn next_seqs(&self, n: i64) -> ApiResult<i64> {
         #[derive(Deserialize)]
         struct Seq {
             value: i64,
         }
         self.rows::<Seq>(
             "seq",
-            "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value",
-            vec![],
+            "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value",
+            vec![i(n)],
         )?
         .first()
         .map(|r| r.value)

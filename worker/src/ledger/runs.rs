@@ -3,6 +3,22 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A delivery's status from all its runs, as an SQL expression on the
+/// `deliveries` row being updated: `queued` while any run is open (queued or
+/// held), else `failed` if any failed, else `delivered`; a delivery without
+/// runs keeps its own. A macro, so that statements can `concat!` it.
+macro_rules! delivery_status_from_runs {
+    () => {
+        "CASE
+            WHEN EXISTS (SELECT 1 FROM runs r WHERE r.delivery_id = deliveries.id
+                AND r.status IN ('queued', 'held')) THEN 'queued'
+            WHEN EXISTS (SELECT 1 FROM runs r WHERE r.delivery_id = deliveries.id
+                AND r.status = 'failed') THEN 'failed'
+            WHEN EXISTS (SELECT 1 FROM runs r WHERE r.delivery_id = deliveries.id) THEN 'delivered'
+            ELSE deliveries.status END"
+    };
+}
+
 /// A run row as the state machine and the consumer need it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RunRow {
@@ -207,6 +223,46 @@ impl Ledger {
         }
     }
 
+    /// [`Ledger::deliver_without_target`] for the runs of a batch, in three
+    /// statements whatever their number: those of `run_ids` that have no
+    /// route and are still queued become delivered, and their deliveries
+    /// move. Returns the ids of the runs it settled; the others (routed, or
+    /// no longer queued) are left as they were.
+    pub fn deliver_without_target_batch(
+        &self,
+        run_ids: &[String],
+        now: Timestamp,
+    ) -> ApiResult<Vec<String>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursor = self.exec(
+            "deliver without target",
+            "UPDATE runs SET status = 'delivered', lease_until = NULL, updated_at = ?1
+             WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'queued' AND route_id IS NULL
+             RETURNING id, delivery_id",
+            vec![i(now.millis()), s(json_array(run_ids.iter().map(String::as_str))?)],
+        )?;
+        // Read as raw values: each of the two is a string.
+        let mut settled = Vec::new();
+        let mut deliveries: Vec<String> = Vec::new();
+        for row in cursor.raw() {
+            let row = row.map_err(sql_err("deliver without target"))?;
+            let mut cols = row.into_iter();
+            if let (Some(V::String(run)), Some(V::String(delivery))) = (cols.next(), cols.next()) {
+                settled.push(run);
+                // A trigger without routes makes one run per delivery, so
+                // the deliveries are distinct; a linear check keeps that
+                // true regardless (a batch holds at most `MAX_BATCH_RUNS`).
+                if !deliveries.contains(&delivery) {
+                    deliveries.push(delivery);
+                }
+            }
+        }
+        self.touch_deliveries(&deliveries)?;
+        Ok(settled)
+    }
+
     /// Records that a failed run's message is on the dead-letter queue.
     pub fn mark_dead_lettered(
         &self,
@@ -232,18 +288,37 @@ impl Ledger {
     /// [`Ledger::touch_delivery`], also adding `stored_bytes` to the bytes
     /// the delivery accounts for (the caller counts them in the total).
     fn touch_delivery_adding(&self, delivery_id: &str, stored_bytes: i64) -> ApiResult<()> {
-        let seq = self.next_seq()?;
+        let seq = self.next_seqs(1)?;
         self.exec(
             "touch delivery",
-            "UPDATE deliveries SET seq = ?1, stored_bytes = stored_bytes + ?3, status = CASE
-                WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2 AND status IN ('queued', 'held'))
-                    THEN 'queued'
-                WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2 AND status = 'failed')
-                    THEN 'failed'
-                WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = ?2) THEN 'delivered'
-                ELSE status END
-             WHERE id = ?2",
+            concat!(
+                "UPDATE deliveries SET seq = ?1, stored_bytes = stored_bytes + ?3, status = ",
+                delivery_status_from_runs!(),
+                " WHERE id = ?2"
+            ),
             vec![i(seq), s(delivery_id), i(stored_bytes)],
+        )?;
+        Ok(())
+    }
+
+    /// [`Ledger::touch_delivery`] for several deliveries in two statements,
+    /// each delivery with a change sequence of its own, in the order given.
+    fn touch_deliveries(&self, delivery_ids: &[String]) -> ApiResult<()> {
+        if delivery_ids.is_empty() {
+            return Ok(());
+        }
+        let last = self.next_seqs(delivery_ids.len() as i64)?;
+        let first = last - delivery_ids.len() as i64 + 1;
+        let ids = json_array(delivery_ids.iter().map(String::as_str))?;
+        // `j.key` is each id's index in the array.
+        self.exec(
+            "touch deliveries",
+            concat!(
+                "UPDATE deliveries SET seq = ?1 + j.key, status = ",
+                delivery_status_from_runs!(),
+                " FROM json_each(?2) AS j WHERE deliveries.id = j.value"
+            ),
+            vec![i(first), s(ids)],
         )?;
         Ok(())
     }
@@ -455,4 +530,11 @@ impl Ledger {
             .map(|r| r.id)
             .collect())
     }
+}
+
+/// A JSON array of strings, which a statement reads with `json_each`: one
+/// binding for a list of any length.
+fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> ApiResult<String> {
+    serde_json::to_string(&items.collect::<Vec<&str>>())
+        .map_err(|e| ApiError::internal("ids json", e))
 }
