@@ -107,17 +107,33 @@ impl Limiter {
 
     fn forget_oldest(&mut self) {
         // Drop the least recently used tenth; amortised O(1) per request.
-        let mut by_age: Vec<(Timestamp, String)> = self
-            .ips
-            .iter()
-            .map(|(k, b)| (b.updated, k.clone()))
-            .collect();
-        by_age.sort();
+        // The cutoff is found by sorting the ages alone, as plain numbers:
+        // the stats' percentiles sort the same type, so the Wasm carries
+        // one sort for both rather than one more for (age, IP) pairs.
         let drop = (self.max_ips / 10).max(1);
-        for (_, k) in by_age.into_iter().take(drop) {
-            self.ips.remove(&k);
-        }
+        let mut ages: Vec<u64> = self.ips.values().map(|b| age_key(b.updated)).collect();
+        ages.sort_unstable();
+        let Some(&cutoff) = ages.get(drop - 1) else {
+            self.ips.clear();
+            return;
+        };
+        // Every IP older than the cutoff goes (fewer than `drop` of them),
+        // then as many at the cutoff as make up `drop`.
+        self.ips.retain(|_, b| age_key(b.updated) >= cutoff);
+        let mut left = drop - ages.iter().take_while(|a| **a < cutoff).count();
+        self.ips.retain(|_, b| {
+            let goes = left > 0 && age_key(b.updated) == cutoff;
+            if goes {
+                left -= 1;
+            }
+            !goes
+        });
     }
+}
+
+/// A bucket's last update as a number that orders as the time does.
+fn age_key(t: Timestamp) -> u64 {
+    (t.millis() as u64) ^ (1 << 63)
 }
 
 #[cfg(test)]
@@ -162,5 +178,34 @@ mod tests {
             );
         }
         assert!(l.ips.len() <= 50);
+    }
+
+    #[test]
+    fn a_full_ip_table_forgets_the_least_recently_used_tenth() {
+        let mut l = Limiter::new(20);
+        // Twenty IPs, two of each age (ages 0 to 9), "a" of each pair first.
+        for age in 0..10 {
+            for side in ["a", "b"] {
+                assert!(l
+                    .admit(&format!("{side}{age}"), 1_000, 10, Timestamp(age))
+                    .is_ok());
+            }
+        }
+        // "a0" is used again: it is now the most recent.
+        assert!(l.admit("a0", 1_000, 10, Timestamp(100)).is_ok());
+        // A new IP makes room: two go (a tenth of 20), the two oldest,
+        // which are "b0" and one of the pair aged 1.
+        assert!(l.admit("new", 1_000, 10, Timestamp(101)).is_ok());
+        assert_eq!(l.ips.len(), 19);
+        assert!(l.ips.contains_key("a0") && l.ips.contains_key("new"));
+        assert!(!l.ips.contains_key("b0"));
+        let aged_one = ["a1", "b1"]
+            .iter()
+            .filter(|k| l.ips.contains_key(**k))
+            .count();
+        assert_eq!(aged_one, 1, "exactly one at the cutoff goes");
+        // Negative times (never real, but representable) order before zero.
+        assert!(age_key(Timestamp(-1)) < age_key(Timestamp(0)));
+        assert!(age_key(Timestamp(i64::MAX)) > age_key(Timestamp(0)));
     }
 }

@@ -386,19 +386,18 @@ impl RouteConfig {
     /// The extra headers as the API shows them: credential-like values
     /// replaced by `[redacted]`.
     pub fn headers_redacted(&self) -> BTreeMap<String, String> {
-        self.headers
-            .iter()
-            .map(|(k, v)| {
-                let secret = crate::headers::CREDENTIAL_HEADERS.contains(&k.as_str())
-                    || SECRET_NAME_PARTS.iter().any(|p| k.contains(p));
-                let shown = if secret {
-                    crate::headers::REDACTED.to_string()
-                } else {
-                    v.clone()
-                };
-                (k.clone(), shown)
-            })
-            .collect()
+        // The map is cloned and its values changed in place: collecting
+        // pairs into a new map would sort them again, with a sort of its
+        // own in the Wasm.
+        let mut out = self.headers.clone();
+        for (k, v) in out.iter_mut() {
+            let secret = crate::headers::CREDENTIAL_HEADERS.contains(&k.as_str())
+                || SECRET_NAME_PARTS.iter().any(|p| k.contains(p));
+            if secret {
+                *v = crate::headers::REDACTED.to_string();
+            }
+        }
+        out
     }
 }
 
@@ -433,8 +432,24 @@ pub fn stored_event(
 
 /// Orders routes as their runs are enqueued: priority, then age, then id.
 pub fn sort(routes: &mut [RouteConfig]) {
-    routes
-        .sort_by(|a, b| (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id)));
+    sort_in_enqueue_order(routes, |r| r);
+}
+
+/// Orders `items` by their routes' enqueue order (as [`sort`]), stably. An
+/// insertion sort: a trigger has at most [`MAX_ROUTES`], and it takes a few
+/// hundred bytes of Wasm where the standard library's sort takes several
+/// kilobytes for each type it sorts.
+pub fn sort_in_enqueue_order<T>(items: &mut [T], route: impl Fn(&T) -> &RouteConfig) {
+    fn key(r: &RouteConfig) -> (i32, Timestamp, &str) {
+        (r.priority, r.created_at, &r.id)
+    }
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && key(route(&items[j])) < key(route(&items[j - 1])) {
+            items.swap(j, j - 1);
+            j -= 1;
+        }
+    }
 }
 
 /// The routes a delivery goes to, in enqueue order (`routes` sorted by

@@ -290,3 +290,32 @@ fn a_tripped_route_tries_again_after_a_doubling_cool_down() {
         DEFAULT_BREAKER_COOLDOWN_SECONDS
     );
 }
+
+#[test]
+fn the_insertion_sort_orders_as_the_standard_stable_sort() {
+    use proptest::prelude::*;
+    let base = route("rte_x", json!({"target_url": "https://x"})).expect("x");
+    proptest!(|(keys in proptest::collection::vec((0i32..4, 0i64..4, 0u8..4), 0..60))| {
+        // Equal keys in several places check stability: each item carries
+        // its position, which the sort must keep in order among equals.
+        let items: Vec<(RouteConfig, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, (priority, at, id))| {
+                let mut r = base.clone();
+                r.priority = *priority;
+                r.created_at = Timestamp(*at);
+                r.id = format!("rte_{id}");
+                (r, n)
+            })
+            .collect();
+        let mut ours = items.clone();
+        sort_in_enqueue_order(&mut ours, |(r, _)| r);
+        let mut std = items;
+        std.sort_by(|(a, _), (b, _)| {
+            (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id))
+        });
+        let order = |v: &[(RouteConfig, usize)]| v.iter().map(|(_, n)| *n).collect::<Vec<_>>();
+        prop_assert_eq!(order(&ours), order(&std));
+    });
+}

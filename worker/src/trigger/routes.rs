@@ -56,13 +56,7 @@ impl Trigger {
                 paused: row.paused(),
             });
         }
-        rows.sort_by(|a, b| {
-            (a.config.priority, a.config.created_at, &a.config.id).cmp(&(
-                b.config.priority,
-                b.config.created_at,
-                &b.config.id,
-            ))
-        });
+        route::sort_in_enqueue_order(&mut rows, |r| &r.config);
         let rc = Rc::new(rows);
         self.routes.replace(Some(rc.clone()));
         Ok(rc)
