@@ -146,6 +146,14 @@ pub fn query_plans(file: &Path) -> Vec<(&'static str, String)> {
             "UPDATE deliveries SET seq = 1, status = CASE WHEN EXISTS (SELECT 1 FROM runs WHERE delivery_id = 'd' AND status IN ('queued', 'held')) THEN 'queued' ELSE status END WHERE id = 'd'",
         ),
         (
+            "claim: a batch's runs without a route, settled together (runs.rs)",
+            "UPDATE runs SET status = 'delivered' WHERE id IN (SELECT value FROM json_each('[\"run_x\",\"run_y\"]')) AND +status = 'queued' AND +route_id IS NULL RETURNING id, delivery_id",
+        ),
+        (
+            "claim: their deliveries, each with a sequence number (runs.rs)",
+            "UPDATE deliveries SET seq = 1 + j.key, status = CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.delivery_id = deliveries.id AND r.status IN ('queued', 'held')) THEN 'queued' ELSE deliveries.status END FROM json_each('[\"d\"]') AS j WHERE deliveries.id = j.value",
+        ),
+        (
             "claim: late runs, claimed ahead of their messages (runs.rs)",
             "SELECT * FROM runs WHERE status = 'queued' AND next_attempt_at <= 0 AND lease_until IS NULL ORDER BY next_attempt_at LIMIT 100",
         ),
