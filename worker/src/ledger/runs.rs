@@ -204,31 +204,12 @@ impl Ledger {
         self.touch_delivery(&run.delivery_id)
     }
 
-    /// Marks a run delivered without an attempt (a trigger with no target),
-    /// if it is still queued: one conditional write, then its delivery.
-    pub fn deliver_without_target(&self, run_id: &str, now: Timestamp) -> ApiResult<()> {
-        #[derive(Deserialize)]
-        struct Settled {
-            delivery_id: String,
-        }
-        let settled = self.rows::<Settled>(
-            "deliver without target",
-            "UPDATE runs SET status = 'delivered', lease_until = NULL, updated_at = ?
-             WHERE id = ? AND status = 'queued' RETURNING delivery_id",
-            vec![i(now.millis()), s(run_id)],
-        )?;
-        match settled.into_iter().next() {
-            Some(run) => self.touch_delivery(&run.delivery_id),
-            None => Ok(()),
-        }
-    }
-
-    /// [`Ledger::deliver_without_target`] for the runs of a batch, in three
-    /// statements whatever their number: those of `run_ids` that have no
-    /// route and are still queued become delivered, and their deliveries
-    /// move. Returns the ids of the runs it settled; the others (routed, or
-    /// no longer queued) are left as they were.
-    pub fn deliver_without_target_batch(
+    /// Marks runs delivered without an attempt (a trigger with no target),
+    /// in three statements whatever their number: those of `run_ids` that
+    /// have no route and are still queued become delivered, and their
+    /// deliveries move. Returns the ids of the runs it settled; the others
+    /// (routed, or no longer queued) are left as they were.
+    pub fn deliver_without_target(
         &self,
         run_ids: &[String],
         now: Timestamp,

@@ -73,7 +73,7 @@ impl Trigger {
         if !live || !self.routes()?.is_empty() {
             return Ok(Vec::new());
         }
-        self.ledger().deliver_without_target_batch(run_ids, now())
+        self.ledger().deliver_without_target(run_ids, now())
     }
 
     /// Grants, after a batch's own runs, up to `ahead` of the trigger's late
@@ -169,7 +169,7 @@ impl Trigger {
         let state = run.state();
         let Some(route_id) = run.route_id.clone() else {
             // A trigger without routes: the ledger is the output.
-            ledger.deliver_without_target(run_id, now)?;
+            ledger.deliver_without_target(&[run_id.to_string()], now)?;
             return drop();
         };
         let (Some(route_row), Some(route)) =
