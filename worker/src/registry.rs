@@ -12,6 +12,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::json;
+
+use crate::sqlrow::row;
 use worker::{durable_object, Env, Method, Request, Response, SqlStorageValue as V, State};
 
 use crate::error::{ApiError, ApiResult};
@@ -38,11 +40,12 @@ impl worker::DurableObject for Registry {
     }
 }
 
-#[derive(Deserialize)]
-struct Row {
-    id: String,
-    created_at: String,
-    view: String,
+row! {
+    struct Row {
+        id: String,
+        created_at: String,
+        view: String,
+    }
 }
 
 /// A trigger's view (`core::api::TriggerView`) as the registry keeps it: a

@@ -1,5 +1,5 @@
-//! Rows of a Durable Object's SQL cursor read as arrays and deserialized by
-//! column name.
+//! Rows of a Durable Object's SQL cursor read as arrays and bound to row
+//! types by column name.
 //!
 //! workers-rs's `SqlCursor::to_array` asks the runtime for every row as a JS
 //! object keyed by column name and walks each object with
@@ -9,15 +9,15 @@
 //! CPU profile. Here the column names are read once per query and each
 //! row's values are matched to them in Rust, so a struct still binds by name
 //! (the order of a query's columns does not matter) at the cost of arrays.
+//! Row types are declared with [`row!`] ([`FromRow`] says why not serde).
 //!
 //! A page of many rows costs one crossing of the Wasm boundary per value
 //! even so: the change feed's pages were mostly that. [`json_select`] wraps
-//! a query so that SQLite itself packs every row into one JSON text, named
-//! by the struct's own fields ([`field_names`]); [`JsonPage`] reads that
-//! single value back with `serde_json`, and [`bind_all`] binds its rows.
+//! a query so that SQLite itself packs every row into one JSON text, in the
+//! order of the row type's columns; [`json_page`] reads that single value
+//! back with `serde_json`, and [`bind`] binds its rows.
 
-use serde::de::value::{SeqDeserializer, StringDeserializer};
-use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{self, Visitor};
 use worker::{SqlCursor, SqlStorageValue};
 
 /// Why a row could not be read.
@@ -32,61 +32,194 @@ impl std::fmt::Display for RowError {
 
 impl std::error::Error for RowError {}
 
-impl de::Error for RowError {
-    fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        RowError(msg.to_string())
+/// A type a query's rows are read into, each field from the column of its
+/// name. Declared with [`row!`], which writes the impl from the fields.
+///
+/// This replaces serde's derived `Deserialize` for rows: serde's visitor
+/// for each row type, inlined into a deserializer of its own, was 33 KB of
+/// the Wasm for some thirty row types. Here the binding by name is done
+/// once per query by code shared by every type ([`arrange`]), and a type's
+/// own code is one call per field ([`Row::take`]).
+pub trait FromRow: Sized {
+    /// The type's fields, which are the columns it reads, in order.
+    const COLUMNS: &'static [&'static str];
+
+    /// Reads one row whose values come in `COLUMNS`' order.
+    fn from_row(row: &mut Row) -> Result<Self, RowError>;
+}
+
+/// Declares a struct and its [`FromRow`] impl: each field is read from the
+/// column of its name, as a [`Column`] type (text, integer, or either of
+/// them or null).
+macro_rules! row {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field: $ty ),*
+        }
+
+        impl $crate::sqlrow::FromRow for $name {
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            fn from_row(row: &mut $crate::sqlrow::Row) -> Result<Self, $crate::sqlrow::RowError> {
+                let value = $name { $( $field: row.take() ),* };
+                match row.error() {
+                    Some(e) => Err(e),
+                    None => Ok(value),
+                }
+            }
+        }
+    };
+}
+pub(crate) use row;
+
+/// One row's values, in its type's column order, taken field by field.
+pub struct Row {
+    values: std::vec::IntoIter<SqlStorageValue>,
+    columns: std::slice::Iter<'static, &'static str>,
+    error: Option<RowError>,
+}
+
+impl Row {
+    fn new(values: Vec<SqlStorageValue>, columns: &'static [&'static str]) -> Row {
+        Row {
+            values: values.into_iter(),
+            columns: columns.iter(),
+            error: None,
+        }
     }
+
+    /// The next field's value. A column the query did not answer reads as
+    /// null: an optional field is then `None`. A value the field cannot
+    /// hold gives its type's default here and is reported by
+    /// [`Row::error`]. (A `?` on each field instead would make the row
+    /// type's code drop every field read so far at each of them.)
+    pub fn take<T: Column + Default>(&mut self) -> T {
+        let column = self.columns.next().copied().unwrap_or("?");
+        let value = self.values.next().unwrap_or(SqlStorageValue::Null);
+        match T::from_value(value, column) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                T::default()
+            }
+        }
+    }
+
+    /// The first field that could not be read, if one could not.
+    pub fn error(&mut self) -> Option<RowError> {
+        self.error.take()
+    }
+}
+
+/// A field type a row can hold.
+pub trait Column: Sized {
+    /// Reads `value`, the value of `column`.
+    fn from_value(value: SqlStorageValue, column: &str) -> Result<Self, RowError>;
+}
+
+/// Why `value` is not the `expected` kind of `column`'s field.
+fn mismatch(column: &str, expected: &str, value: &SqlStorageValue) -> RowError {
+    let found = match value {
+        SqlStorageValue::Null => "null (or no such column)",
+        SqlStorageValue::Boolean(_) => "a boolean",
+        SqlStorageValue::Integer(_) => "an integer",
+        SqlStorageValue::Float(_) => "a real",
+        SqlStorageValue::String(_) => "text",
+        SqlStorageValue::Blob(_) => "a blob",
+    };
+    RowError(format!(
+        "column `{column}`: expected {expected}, found {found}"
+    ))
+}
+
+impl Column for String {
+    fn from_value(value: SqlStorageValue, column: &str) -> Result<Self, RowError> {
+        match value {
+            SqlStorageValue::String(s) => Ok(s),
+            other => Err(mismatch(column, "text", &other)),
+        }
+    }
+}
+
+impl Column for i64 {
+    fn from_value(value: SqlStorageValue, column: &str) -> Result<Self, RowError> {
+        match value {
+            SqlStorageValue::Integer(n) => Ok(n),
+            other => Err(mismatch(column, "an integer", &other)),
+        }
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    fn from_value(value: SqlStorageValue, column: &str) -> Result<Self, RowError> {
+        match value {
+            SqlStorageValue::Null => Ok(None),
+            other => T::from_value(other, column).map(Some),
+        }
+    }
+}
+
+/// Where each of `wanted` is among a query's column `names`, if it is.
+fn positions(names: &[String], wanted: &[&str]) -> Vec<Option<usize>> {
+    wanted
+        .iter()
+        .map(|w| names.iter().position(|n| n == w))
+        .collect()
+}
+
+/// A row's `values` put in the order `positions` gives, a missing column as
+/// null. (Columns no field names are dropped, as serde dropped unknown
+/// fields.)
+fn arrange(mut values: Vec<SqlStorageValue>, positions: &[Option<usize>]) -> Vec<SqlStorageValue> {
+    let in_order =
+        positions.len() == values.len() && positions.iter().enumerate().all(|(n, p)| *p == Some(n));
+    if in_order {
+        return values;
+    }
+    positions
+        .iter()
+        .map(|p| {
+            p.and_then(|n| values.get_mut(n))
+                .map_or(SqlStorageValue::Null, |v| {
+                    std::mem::replace(v, SqlStorageValue::Null)
+                })
+        })
+        .collect()
+}
+
+/// Every remaining row of `cursor`, its values in the order of `columns`
+/// (matched by name), for a [`FromRow`] type to read. Not generic, so one
+/// copy serves every row type.
+pub fn all_values(
+    cursor: &SqlCursor,
+    columns: &[&str],
+) -> Result<Vec<Vec<SqlStorageValue>>, RowError> {
+    let positions = positions(&cursor.column_names(), columns);
+    cursor
+        .raw()
+        .map(|row| {
+            row.map(|values| arrange(values, &positions))
+                .map_err(|e| RowError(e.to_string()))
+        })
+        .collect()
+}
+
+/// Rows in `T`'s column order read as `T`s.
+pub fn bind<T: FromRow>(rows: Vec<Vec<SqlStorageValue>>) -> Result<Vec<T>, RowError> {
+    rows.into_iter()
+        .map(|values| T::from_row(&mut Row::new(values, T::COLUMNS)))
+        .collect()
 }
 
 /// Every remaining row of `cursor` as a `T`, bound by column name.
-pub fn all<T: DeserializeOwned>(cursor: &SqlCursor) -> Result<Vec<T>, RowError> {
-    let names = cursor.column_names();
-    let mut out = Vec::new();
-    for row in cursor.raw() {
-        let values = row.map_err(|e| RowError(e.to_string()))?;
-        out.push(T::deserialize(RowDeserializer {
-            names: &names,
-            values,
-        })?);
-    }
-    Ok(out)
-}
-
-/// The names of `T`'s fields, in order: what its derived `Deserialize`
-/// asks a deserializer for (a struct with renamed or flattened fields has
-/// no such fixed list and gets `None`).
-pub fn field_names<'de, T: de::Deserialize<'de>>() -> Option<&'static [&'static str]> {
-    /// Records the field list `deserialize_struct` is called with, then
-    /// stops the deserialization.
-    struct Names<'a>(&'a mut Option<&'static [&'static str]>);
-
-    impl<'de> de::Deserializer<'de> for Names<'_> {
-        type Error = RowError;
-
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, RowError> {
-            Err(RowError("not a struct".into()))
-        }
-
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _name: &'static str,
-            fields: &'static [&'static str],
-            _visitor: V,
-        ) -> Result<V::Value, RowError> {
-            *self.0 = Some(fields);
-            Err(RowError("names only".into()))
-        }
-
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf option unit unit_struct newtype_struct seq tuple
-            tuple_struct map enum identifier ignored_any
-        }
-    }
-
-    let mut names = None;
-    let _ = T::deserialize(Names(&mut names));
-    names
+pub fn all<T: FromRow>(cursor: &SqlCursor) -> Result<Vec<T>, RowError> {
+    bind(all_values(cursor, T::COLUMNS)?)
 }
 
 /// `query`, whose columns are named `fields`, wrapped so that it answers
@@ -110,43 +243,33 @@ pub fn json_select(fields: &[&str], query: &str) -> String {
     out
 }
 
-/// The rows a [`json_select`] query answered, as values named by column.
-/// (The page is read into column values by one small visitor, rather than
-/// straight into a row type: that would add a JSON deserializer for each row
-/// type to the Wasm, 11 KB gzipped for three. Reading it through a
-/// `serde_json::Value` tree first cost a tenth of the change feed's CPU.)
-pub struct JsonPage {
-    names: Vec<String>,
-    rows: Vec<Vec<SqlStorageValue>>,
+/// The rows a [`json_select`] query answered, each row's values in the
+/// order of the fields it named. (The page is read into column values by one
+/// small visitor, rather than straight into a row type: that would add a
+/// JSON deserializer for each row type to the Wasm, 11 KB gzipped for three.
+/// Reading it through a `serde_json::Value` tree first cost a tenth of the
+/// change feed's CPU.)
+pub fn json_page(cursor: &SqlCursor) -> Result<Vec<Vec<SqlStorageValue>>, RowError> {
+    let row = cursor
+        .raw()
+        .next()
+        .ok_or_else(|| RowError("a JSON page query answered no row".into()))?
+        .map_err(|e| RowError(e.to_string()))?;
+    let Some(SqlStorageValue::String(text)) = row.into_iter().next() else {
+        return Err(RowError("a JSON page query answered no text".into()));
+    };
+    parse_json_page(&text)
 }
 
-impl JsonPage {
-    /// Reads the one value a [`json_select`] over `fields` answered.
-    pub fn read(cursor: &SqlCursor, fields: &[&str]) -> Result<JsonPage, RowError> {
-        let row = cursor
-            .raw()
-            .next()
-            .ok_or_else(|| RowError("a JSON page query answered no row".into()))?
-            .map_err(|e| RowError(e.to_string()))?;
-        let Some(SqlStorageValue::String(text)) = row.into_iter().next() else {
-            return Err(RowError("a JSON page query answered no text".into()));
-        };
-        JsonPage::parse(&text, fields)
-    }
-
-    /// A JSON array of arrays of values, each array a row of `fields`.
-    fn parse(text: &str, fields: &[&str]) -> Result<JsonPage, RowError> {
-        let rows: Vec<Vec<PageValue>> = edgehook_core::encoding::json_from_str(text)
-            .map_err(|e| RowError(format!("a JSON page: {e}")))?;
-        Ok(JsonPage {
-            names: fields.iter().map(|f| (*f).to_string()).collect(),
-            // A newtype's vector is collected in place: no copy of a row.
-            rows: rows
-                .into_iter()
-                .map(|row| row.into_iter().map(|PageValue(v)| v).collect())
-                .collect(),
-        })
-    }
+/// A JSON array of arrays of values, each array a row.
+fn parse_json_page(text: &str) -> Result<Vec<Vec<SqlStorageValue>>, RowError> {
+    let rows: Vec<Vec<PageValue>> = edgehook_core::encoding::json_from_str(text)
+        .map_err(|e| RowError(format!("a JSON page: {e}")))?;
+    // A newtype's vector is collected in place: no copy of a row.
+    Ok(rows
+        .into_iter()
+        .map(|row| row.into_iter().map(|PageValue(v)| v).collect())
+        .collect())
 }
 
 /// One column's value in a JSON page: null, a boolean, a number or a string.
@@ -189,170 +312,112 @@ impl<'de> de::Deserialize<'de> for PageValue {
     }
 }
 
-/// Every row of `page` as a `T`, bound by name as [`all`] binds them.
-pub fn bind_all<T: DeserializeOwned>(page: JsonPage) -> Result<Vec<T>, RowError> {
-    let names = page.names;
-    page.rows
-        .into_iter()
-        .map(|values| {
-            T::deserialize(RowDeserializer {
-                names: &names,
-                values,
-            })
-        })
-        .collect()
-}
-
-/// One row: a map from column name to value.
-struct RowDeserializer<'a> {
-    names: &'a [String],
-    values: Vec<SqlStorageValue>,
-}
-
-impl<'de> de::Deserializer<'de> for RowDeserializer<'_> {
-    type Error = RowError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RowError> {
-        visitor.visit_map(RowAccess {
-            names: self.names.iter(),
-            values: self.values.into_iter(),
-            next: None,
-        })
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-struct RowAccess<'a> {
-    names: std::slice::Iter<'a, String>,
-    values: std::vec::IntoIter<SqlStorageValue>,
-    next: Option<SqlStorageValue>,
-}
-
-impl<'de> MapAccess<'de> for RowAccess<'_> {
-    type Error = RowError;
-
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, RowError> {
-        match (self.names.next(), self.values.next()) {
-            (Some(name), Some(value)) => {
-                self.next = Some(value);
-                seed.deserialize(name.as_str().into_deserializer())
-                    .map(Some)
-            }
-            _ => Ok(None),
-        }
-    }
-
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: V,
-    ) -> Result<V::Value, RowError> {
-        let value = self.next.take().unwrap_or(SqlStorageValue::Null);
-        seed.deserialize(ValueDeserializer(value))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.values.len())
-    }
-}
-
-/// One column's value.
-struct ValueDeserializer(SqlStorageValue);
-
-impl<'de> de::Deserializer<'de> for ValueDeserializer {
-    type Error = RowError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RowError> {
-        match self.0 {
-            SqlStorageValue::Null => visitor.visit_unit(),
-            SqlStorageValue::Boolean(b) => visitor.visit_bool(b),
-            SqlStorageValue::Integer(n) => visitor.visit_i64(n),
-            SqlStorageValue::Float(x) => visitor.visit_f64(x),
-            SqlStorageValue::String(s) => visitor.visit_string(s),
-            SqlStorageValue::Blob(b) => visitor.visit_byte_buf(b),
-        }
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RowError> {
-        match self.0 {
-            SqlStorageValue::Null => visitor.visit_none(),
-            _ => visitor.visit_some(self),
-        }
-    }
-
-    /// A `Vec<u8>` asks for a sequence; a blob is one.
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RowError> {
-        match self.0 {
-            SqlStorageValue::Blob(b) => visitor.visit_seq(SeqDeserializer::new(b.into_iter())),
-            _ => self.deserialize_any(visitor),
-        }
-    }
-
-    /// A unit variant stored as its name.
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, RowError> {
-        match self.0 {
-            SqlStorageValue::String(s) => {
-                visitor.visit_enum(StringDeserializer::<RowError>::new(s))
-            }
-            _ => self.deserialize_any(visitor),
-        }
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, RowError> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct tuple tuple_struct map struct identifier
-        ignored_any
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Page {
-        id: String,
-        seq: i64,
-        headers: Option<String>,
+    row! {
+        #[derive(Debug, PartialEq)]
+        struct Page {
+            id: String,
+            seq: i64,
+            headers: Option<String>,
+        }
+    }
+
+    fn text(s: &str) -> SqlStorageValue {
+        SqlStorageValue::String(s.to_string())
+    }
+
+    /// What `all` does with a cursor of `names` and `rows`.
+    fn read(names: &[&str], rows: Vec<Vec<SqlStorageValue>>) -> Result<Vec<Page>, RowError> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let positions = positions(&names, Page::COLUMNS);
+        bind(rows.into_iter().map(|r| arrange(r, &positions)).collect())
     }
 
     #[test]
-    fn a_structs_field_names_are_read_from_its_deserialize() {
-        assert_eq!(field_names::<Page>(), Some(&["id", "seq", "headers"][..]));
-        assert_eq!(field_names::<String>(), None);
+    fn a_row_types_columns_are_its_fields_in_order() {
+        assert_eq!(Page::COLUMNS, &["id", "seq", "headers"]);
+    }
+
+    #[test]
+    fn each_field_is_read_from_the_column_of_its_name_whatever_their_order() {
+        let rows = read(
+            &["seq", "extra", "headers", "id"],
+            vec![vec![
+                SqlStorageValue::Integer(7),
+                text("ignored"),
+                text("[]"),
+                text("dlv_1"),
+            ]],
+        )
+        .expect("a row");
+        assert_eq!(
+            rows,
+            vec![Page {
+                id: "dlv_1".into(),
+                seq: 7,
+                headers: Some("[]".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn an_optional_field_is_none_for_null_or_a_column_not_answered() {
+        let null = read(
+            &["id", "seq", "headers"],
+            vec![vec![
+                text("a"),
+                SqlStorageValue::Integer(1),
+                SqlStorageValue::Null,
+            ]],
+        )
+        .expect("a row with null");
+        assert_eq!(null[0].headers, None);
+        let absent = read(
+            &["id", "seq"],
+            vec![vec![text("a"), SqlStorageValue::Integer(1)]],
+        )
+        .expect("a row without the column");
+        assert_eq!(absent[0].headers, None);
+    }
+
+    #[test]
+    fn a_required_field_that_is_missing_or_of_another_type_is_an_error_naming_it() {
+        let missing = read(&["id"], vec![vec![text("a")]]).expect_err("no seq");
+        assert!(missing.to_string().contains("`seq`"), "{missing}");
+        let wrong = read(
+            &["id", "seq"],
+            vec![vec![text("a"), SqlStorageValue::Float(1.5)]],
+        )
+        .expect_err("a real seq");
+        assert!(
+            wrong
+                .to_string()
+                .contains("`seq`: expected an integer, found a real"),
+            "{wrong}"
+        );
+        let wrong = read(
+            &["id", "seq", "headers"],
+            vec![vec![
+                SqlStorageValue::Integer(3),
+                SqlStorageValue::Integer(1),
+                SqlStorageValue::Null,
+            ]],
+        )
+        .expect_err("an integer id");
+        assert!(wrong.to_string().contains("`id`: expected text"), "{wrong}");
     }
 
     fn from_json_page(text: &str) -> Result<Vec<Page>, RowError> {
-        let fields = field_names::<Page>().unwrap_or_default();
-        bind_all(JsonPage::parse(text, fields)?)
+        bind(parse_json_page(text)?)
     }
 
     #[test]
     fn a_page_query_is_wrapped_to_give_each_row_as_an_array_in_field_order() {
-        let fields = field_names::<Page>().unwrap_or_default();
         assert_eq!(
-            json_select(fields, "SELECT headers, id, seq FROM t ORDER BY seq"),
+            json_select(Page::COLUMNS, "SELECT headers, id, seq FROM t ORDER BY seq"),
             "SELECT json_group_array(json_array(q.id, q.seq, q.headers)) \
              FROM (SELECT headers, id, seq FROM t ORDER BY seq) q"
         );

@@ -38,17 +38,19 @@ pub struct NewAttempt {
     pub rate_limited_ms: i64,
 }
 
-#[derive(Debug, Deserialize)]
-struct AttemptRow {
-    run_id: String,
-    attempt: i64,
-    started_at: i64,
-    duration_ms: Option<i64>,
-    status_code: Option<i64>,
-    error: Option<String>,
-    error_message: Option<String>,
-    response_excerpt: Option<String>,
-    rate_limited_ms: i64,
+row! {
+    #[derive(Debug)]
+    struct AttemptRow {
+        run_id: String,
+        attempt: i64,
+        started_at: i64,
+        duration_ms: Option<i64>,
+        status_code: Option<i64>,
+        error: Option<String>,
+        error_message: Option<String>,
+        response_excerpt: Option<String>,
+        rate_limited_ms: i64,
+    }
 }
 
 impl AttemptRow {
@@ -66,19 +68,21 @@ impl AttemptRow {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct DetailRow {
-    id: String,
-    delivery_id: String,
-    route_id: Option<String>,
-    status: String,
-    attempts: i64,
-    next_attempt_at: i64,
-    last_error: Option<String>,
-    last_status_code: Option<i64>,
-    dead_lettered_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    #[derive(Debug)]
+    struct DetailRow {
+        id: String,
+        delivery_id: String,
+        route_id: Option<String>,
+        status: String,
+        attempts: i64,
+        next_attempt_at: i64,
+        last_error: Option<String>,
+        last_status_code: Option<i64>,
+        dead_lettered_at: Option<i64>,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 fn detail(r: DetailRow, attempts: Vec<AttemptView>) -> RunDetail {
@@ -140,10 +144,11 @@ impl Ledger {
     /// added to the storage budget; returns the bytes it accounted for (0 if
     /// it was not there).
     pub(super) fn remove_unstarted_attempt(&self, run: &RunRow, attempt: u32) -> ApiResult<i64> {
-        #[derive(Deserialize)]
-        struct Gone {
-            #[allow(dead_code)]
-            attempt: i64,
+        row! {
+            struct Gone {
+                #[allow(dead_code)]
+                attempt: i64,
+            }
         }
         let rows = self.rows::<Gone>(
             "remove unstarted attempt",
@@ -167,10 +172,11 @@ impl Ledger {
         attempt: u32,
         result: &AttemptResult<'_>,
     ) -> ApiResult<bool> {
-        #[derive(Deserialize)]
-        struct Done {
-            #[allow(dead_code)]
-            attempt: i64,
+        row! {
+            struct Done {
+                #[allow(dead_code)]
+                attempt: i64,
+            }
         }
         let excerpt = result.response_excerpt.map(|e| {
             let max = edgehook_core::dispatch::RESPONSE_EXCERPT_BYTES;

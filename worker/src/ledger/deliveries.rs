@@ -5,15 +5,17 @@ use super::*;
 use edgehook_core::frames::ChangeWithBody;
 use edgehook_core::schema;
 
-/// A dedupe holder.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Holder {
-    /// Its delivery id.
-    pub id: String,
-    /// Its run, if any.
-    pub run_id: Option<String>,
-    /// Its status.
-    pub status: String,
+row! {
+    /// A dedupe holder.
+    #[derive(Debug, Clone)]
+    pub struct Holder {
+        /// Its delivery id.
+        pub id: String,
+        /// Its run, if any.
+        pub run_id: Option<String>,
+        /// Its status.
+        pub status: String,
+    }
 }
 
 /// A delivery to insert.
@@ -49,34 +51,36 @@ pub struct NewDelivery<'a> {
     pub query: Option<&'a str>,
 }
 
-/// One delivery row joined with its run.
-#[derive(Debug, Clone, Deserialize)]
-struct Row {
-    id: String,
-    seq: i64,
-    received_at: i64,
-    status: String,
-    dedupe_key: Option<String>,
-    attempt_count: i64,
-    signature_status: String,
-    matched_secret: Option<String>,
-    event_type: Option<String>,
-    replayed_from: Option<String>,
-    reason: Option<String>,
-    headers: String,
-    body_bytes: i64,
-    body_truncated: i64,
-    run_id: Option<String>,
-    r_status: Option<String>,
-    r_attempts: Option<i64>,
-    r_next_attempt_at: Option<i64>,
-    r_last_error: Option<String>,
-    r_last_status_code: Option<i64>,
-    r_dead_lettered_at: Option<i64>,
-    r_created_at: Option<i64>,
-    r_updated_at: Option<i64>,
-    r_resends: Option<i64>,
-    r_route_id: Option<String>,
+row! {
+    /// One delivery row joined with its run.
+    #[derive(Debug, Clone)]
+    struct Row {
+        id: String,
+        seq: i64,
+        received_at: i64,
+        status: String,
+        dedupe_key: Option<String>,
+        attempt_count: i64,
+        signature_status: String,
+        matched_secret: Option<String>,
+        event_type: Option<String>,
+        replayed_from: Option<String>,
+        reason: Option<String>,
+        headers: String,
+        body_bytes: i64,
+        body_truncated: i64,
+        run_id: Option<String>,
+        r_status: Option<String>,
+        r_attempts: Option<i64>,
+        r_next_attempt_at: Option<i64>,
+        r_last_error: Option<String>,
+        r_last_status_code: Option<i64>,
+        r_dead_lettered_at: Option<i64>,
+        r_created_at: Option<i64>,
+        r_updated_at: Option<i64>,
+        r_resends: Option<i64>,
+        r_route_id: Option<String>,
+    }
 }
 
 const ROW_SELECT: &str =
@@ -160,10 +164,11 @@ impl Ledger {
         // The budget is checked, the bytes are counted and the change
         // sequence moves in one statement: the bytes counter (made by the
         // schema's third step) moves only if the write fits.
-        #[derive(Deserialize)]
-        struct Counter {
-            name: String,
-            value: i64,
+        row! {
+            struct Counter {
+                name: String,
+                value: i64,
+            }
         }
         let counted = self.rows::<Counter>(
             "count stored bytes",
@@ -287,9 +292,10 @@ impl Ledger {
         include_replays: bool,
         limit: u32,
     ) -> ApiResult<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
+        row! {
+            struct Id {
+                id: String,
+            }
         }
         let mut query = String::from("SELECT id FROM deliveries WHERE status != 'rejected'");
         if !include_replays {
@@ -402,10 +408,11 @@ impl Ledger {
         original: &str,
         key: &str,
     ) -> ApiResult<Option<(String, Option<String>)>> {
-        #[derive(Deserialize)]
-        struct R {
-            id: String,
-            run_id: Option<String>,
+        row! {
+            struct R {
+                id: String,
+                run_id: Option<String>,
+            }
         }
         Ok(self
             .rows::<R>(
@@ -527,15 +534,17 @@ impl Ledger {
     }
 }
 
-/// A stored delivery as a filter backtest sees it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Candidate {
-    /// `dlv_…`.
-    pub id: String,
-    /// Stored headers (JSON).
-    pub headers: String,
-    /// The query string it arrived with.
-    pub query: Option<String>,
+row! {
+    /// A stored delivery as a filter backtest sees it.
+    #[derive(Debug, Clone)]
+    pub struct Candidate {
+        /// `dlv_…`.
+        pub id: String,
+        /// Stored headers (JSON).
+        pub headers: String,
+        /// The query string it arrived with.
+        pub query: Option<String>,
+    }
 }
 
 impl Ledger {
@@ -566,9 +575,10 @@ impl Ledger {
 
     /// The query string a delivery arrived with.
     pub fn query_of(&self, delivery_id: &str) -> ApiResult<Option<String>> {
-        #[derive(Deserialize)]
-        struct Q {
-            query: Option<String>,
+        row! {
+            struct Q {
+                query: Option<String>,
+            }
         }
         Ok(self
             .rows::<Q>(
@@ -591,11 +601,12 @@ impl Ledger {
         &self,
         window: &edgehook_core::stats::Window,
     ) -> ApiResult<Vec<(i64, DeliveryStatus, u64)>> {
-        #[derive(Deserialize)]
-        struct Row {
-            bucket: i64,
-            status: String,
-            n: i64,
+        row! {
+            struct Row {
+                bucket: i64,
+                status: String,
+                n: i64,
+            }
         }
         let rows = self.rows::<Row>(
             "stats counts",
@@ -623,9 +634,10 @@ impl Ledger {
         window: &edgehook_core::stats::Window,
         limit: u32,
     ) -> ApiResult<Vec<u64>> {
-        #[derive(Deserialize)]
-        struct Row {
-            ms: i64,
+        row! {
+            struct Row {
+                ms: i64,
+            }
         }
         let rows = self.rows::<Row>(
             "dispatch latencies",

@@ -13,13 +13,13 @@
 //! value of the change sequence (`deliveries.seq`), which is what the change
 //! feed pages through.
 
+use crate::sqlrow::{self, row, FromRow};
 use edgehook_core::api::{Change, Delivery, DeliveryStatus, RunView};
 use edgehook_core::encoding::b64;
 use edgehook_core::run::{RunState, RunStatus};
 use edgehook_core::schema::MIGRATIONS;
 use edgehook_core::trigger::TriggerConfig;
 use edgehook_core::{HeaderList, Timestamp};
-use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 use crate::error::{ApiError, ApiResult};
@@ -115,43 +115,53 @@ impl Ledger {
         self.sql.exec(query, Some(args)).map_err(sql_err(context))
     }
 
-    fn rows<T: serde::de::DeserializeOwned>(
+    fn rows<T: FromRow>(
         &self,
         context: &'static str,
         query: &str,
         args: Vec<V>,
     ) -> ApiResult<Vec<T>> {
+        let rows = self.row_values(context, T::COLUMNS, query, args)?;
+        sqlrow::bind(rows).map_err(|e| ApiError::internal(context, e))
+    }
+
+    /// The non-generic part of [`Ledger::rows`]: one copy in the Wasm
+    /// serves every row type.
+    fn row_values(
+        &self,
+        context: &'static str,
+        columns: &[&str],
+        query: &str,
+        args: Vec<V>,
+    ) -> ApiResult<Vec<Vec<V>>> {
         let cursor = self.exec(context, query, args)?;
-        crate::sqlrow::all(&cursor).map_err(|e| ApiError::internal(context, e))
+        sqlrow::all_values(&cursor, columns).map_err(|e| ApiError::internal(context, e))
     }
 
     /// As [`Ledger::rows`], for a page of many rows: SQLite packs them into
     /// one JSON text (`sqlrow::json_select`), so the page crosses into Wasm
     /// as one value rather than one per column of every row. The query's
     /// columns must be named as `T`'s fields, and none may be a blob.
-    fn json_rows<T: serde::de::DeserializeOwned>(
+    fn json_rows<T: FromRow>(
         &self,
         context: &'static str,
         query: &str,
         args: Vec<V>,
     ) -> ApiResult<Vec<T>> {
-        let fields = crate::sqlrow::field_names::<T>()
-            .ok_or_else(|| ApiError::internal(context, "a page's row type names no fields"))?;
-        let page = self.json_page(context, fields, query, args)?;
-        crate::sqlrow::bind_all(page).map_err(|e| ApiError::internal(context, e))
+        let page = self.json_page(context, T::COLUMNS, query, args)?;
+        sqlrow::bind(page).map_err(|e| ApiError::internal(context, e))
     }
 
-    /// The non-generic part of [`Ledger::json_rows`]: one copy in the Wasm
-    /// serves every row type.
+    /// The non-generic part of [`Ledger::json_rows`].
     fn json_page(
         &self,
         context: &'static str,
         fields: &[&str],
         query: &str,
         args: Vec<V>,
-    ) -> ApiResult<crate::sqlrow::JsonPage> {
-        let cursor = self.exec(context, &crate::sqlrow::json_select(fields, query), args)?;
-        crate::sqlrow::JsonPage::read(&cursor, fields).map_err(|e| ApiError::internal(context, e))
+    ) -> ApiResult<Vec<Vec<V>>> {
+        let cursor = self.exec(context, &sqlrow::json_select(fields, query), args)?;
+        sqlrow::json_page(&cursor).map_err(|e| ApiError::internal(context, e))
     }
 
     /// Brings the schema to the newest version, `MIGRATIONS.len()`.
@@ -161,9 +171,10 @@ impl Ledger {
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             vec![],
         )?;
-        #[derive(Deserialize)]
-        struct Val {
-            value: String,
+        row! {
+            struct Val {
+                value: String,
+            }
         }
         let current: usize = self
             .rows::<Val>(
@@ -189,9 +200,10 @@ impl Ledger {
     }
 
     fn meta(&self, key: &str) -> ApiResult<Option<String>> {
-        #[derive(Deserialize)]
-        struct Val {
-            value: String,
+        row! {
+            struct Val {
+                value: String,
+            }
         }
         Ok(self
             .rows::<Val>("meta", "SELECT value FROM meta WHERE key = ?", vec![s(key)])?
@@ -249,9 +261,10 @@ impl Ledger {
     }
 
     fn counter(&self, name: &str) -> ApiResult<i64> {
-        #[derive(Deserialize)]
-        struct C {
-            value: i64,
+        row! {
+            struct C {
+                value: i64,
+            }
         }
         Ok(self
             .rows::<C>(
@@ -275,9 +288,10 @@ impl Ledger {
 
     /// The change sequence's current value: the feed's head.
     pub fn current_seq(&self) -> ApiResult<i64> {
-        #[derive(Deserialize)]
-        struct Seq {
-            value: i64,
+        row! {
+            struct Seq {
+                value: i64,
+            }
         }
         Ok(self
             .rows::<Seq>(
@@ -292,9 +306,10 @@ impl Ledger {
     /// Takes `n` change sequence numbers and returns the last of them (the
     /// others are the `n - 1` before it).
     fn next_seqs(&self, n: i64) -> ApiResult<i64> {
-        #[derive(Deserialize)]
-        struct Seq {
-            value: i64,
+        row! {
+            struct Seq {
+                value: i64,
+            }
         }
         self.rows::<Seq>(
             "seq",

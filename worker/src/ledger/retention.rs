@@ -10,10 +10,11 @@ impl Ledger {
     /// and gives their bytes back to the budget. Returns how many were
     /// deleted; `batch` means there may be more.
     pub fn enforce_retention(&self, cutoff: Timestamp, batch: u32) -> ApiResult<usize> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
-            stored_bytes: i64,
+        row! {
+            struct Id {
+                id: String,
+                stored_bytes: i64,
+            }
         }
         let old = self.rows::<Id>(
             "retention",
@@ -80,10 +81,11 @@ impl Ledger {
         key: &str,
         since: Timestamp,
     ) -> ApiResult<Option<(String, String)>> {
-        #[derive(Deserialize)]
-        struct R {
-            request_hash: String,
-            response: String,
+        row! {
+            struct R {
+                request_hash: String,
+                response: String,
+            }
         }
         Ok(self
             .rows::<R>(
@@ -117,10 +119,11 @@ impl Ledger {
 
     /// How many rejected deliveries were stored since `since`, and their bytes.
     pub fn rejections_stored_since(&self, since: Timestamp) -> ApiResult<(u64, u64)> {
-        #[derive(Deserialize)]
-        struct N {
-            n: i64,
-            bytes: Option<i64>,
+        row! {
+            struct N {
+                n: i64,
+                bytes: Option<i64>,
+            }
         }
         Ok(self
             .rows::<N>(
@@ -154,12 +157,13 @@ impl Ledger {
 
     /// Aggregated rejections, newest minute first.
     pub fn rejection_windows(&self, limit: u32) -> ApiResult<Vec<serde_json::Value>> {
-        #[derive(Deserialize)]
-        struct W {
-            minute: i64,
-            signature_status: String,
-            count: i64,
-            last_reason: Option<String>,
+        row! {
+            struct W {
+                minute: i64,
+                signature_status: String,
+                count: i64,
+                last_reason: Option<String>,
+            }
         }
         let rows = self.rows::<W>(
             "rejection windows",

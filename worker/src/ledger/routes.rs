@@ -6,24 +6,26 @@ use super::*;
 use edgehook_core::route::{RouteConfig, RouteState};
 use edgehook_core::run;
 
-/// A route row.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RouteRow {
-    /// `rte_…`.
-    pub id: String,
-    config: String,
-    /// When it was paused (ms).
-    pub paused_at: Option<i64>,
-    /// Why.
-    pub paused_reason: Option<String>,
-    /// Failed attempts in a row.
-    pub consecutive_failures: i64,
-    /// The next free slot of its rate limit (ms).
-    pub next_grant_at: Option<i64>,
-    /// Times the breaker tripped in a row.
-    pub breaker_trips: i64,
-    /// When a tripped route resumes on its own (ms).
-    pub resume_at: Option<i64>,
+row! {
+    /// A route row.
+    #[derive(Debug, Clone)]
+    pub struct RouteRow {
+        /// `rte_…`.
+        pub id: String,
+        config: String,
+        /// When it was paused (ms).
+        pub paused_at: Option<i64>,
+        /// Why.
+        pub paused_reason: Option<String>,
+        /// Failed attempts in a row.
+        pub consecutive_failures: i64,
+        /// The next free slot of its rate limit (ms).
+        pub next_grant_at: Option<i64>,
+        /// Times the breaker tripped in a row.
+        pub breaker_trips: i64,
+        /// When a tripped route resumes on its own (ms).
+        pub resume_at: Option<i64>,
+    }
 }
 
 impl RouteRow {
@@ -71,10 +73,11 @@ impl Ledger {
 
     /// The state a route's view shows: pause, breaker and run counts.
     pub fn route_state(&self, row: &RouteRow) -> ApiResult<RouteState> {
-        #[derive(Deserialize)]
-        struct Counts {
-            open: Option<i64>,
-            held: Option<i64>,
+        row! {
+            struct Counts {
+                open: Option<i64>,
+                held: Option<i64>,
+            }
         }
         let counts = self
             .rows::<Counts>(
@@ -224,9 +227,10 @@ impl Ledger {
 
     /// Routes the breaker paused whose cool-down has passed.
     pub fn routes_to_resume(&self, now: Timestamp) -> ApiResult<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
+        row! {
+            struct Id {
+                id: String,
+            }
         }
         Ok(self
             .rows::<Id>(
@@ -251,9 +255,10 @@ impl Ledger {
 
     /// The earliest time a tripped route resumes, for the alarm.
     pub fn next_route_resume(&self) -> ApiResult<Option<i64>> {
-        #[derive(Deserialize)]
-        struct Next {
-            due: Option<i64>,
+        row! {
+            struct Next {
+                due: Option<i64>,
+            }
         }
         Ok(self
             .rows::<Next>(

@@ -19,34 +19,36 @@ macro_rules! delivery_status_from_runs {
     };
 }
 
-/// A run row as the state machine and the consumer need it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RunRow {
-    /// `run_…`.
-    pub id: String,
-    /// Its delivery.
-    pub delivery_id: String,
-    /// Status name.
-    pub status: String,
-    /// Attempts claimed.
-    pub attempts: i64,
-    /// Lease end (ms).
-    pub lease_until: Option<i64>,
-    /// Next attempt due (ms).
-    pub next_attempt_at: i64,
-    /// Re-sends since the last claim.
-    pub resends: i64,
-    /// No re-send before this time (ms).
-    pub resend_after: Option<i64>,
-    /// Its delivery's stored body size, which the run message carries so
-    /// the consumer can bound its memory.
-    pub body_bytes: i64,
-    /// Its route, if the trigger has routes.
-    pub route_id: Option<String>,
-    /// Insertion order (SQLite's rowid): receive order within a route.
-    pub run_order: i64,
-    /// When a claim was first put off by the route's rate limit.
-    pub rate_limited_since: Option<i64>,
+row! {
+    /// A run row as the state machine and the consumer need it.
+    #[derive(Debug, Clone)]
+    pub struct RunRow {
+        /// `run_…`.
+        pub id: String,
+        /// Its delivery.
+        pub delivery_id: String,
+        /// Status name.
+        pub status: String,
+        /// Attempts claimed.
+        pub attempts: i64,
+        /// Lease end (ms).
+        pub lease_until: Option<i64>,
+        /// Next attempt due (ms).
+        pub next_attempt_at: i64,
+        /// Re-sends since the last claim.
+        pub resends: i64,
+        /// No re-send before this time (ms).
+        pub resend_after: Option<i64>,
+        /// Its delivery's stored body size, which the run message carries so
+        /// the consumer can bound its memory.
+        pub body_bytes: i64,
+        /// Its route, if the trigger has routes.
+        pub route_id: Option<String>,
+        /// Insertion order (SQLite's rowid): receive order within a route.
+        pub run_order: i64,
+        /// When a claim was first put off by the route's rate limit.
+        pub rate_limited_since: Option<i64>,
+    }
 }
 
 /// A run to insert with its delivery.
@@ -352,9 +354,10 @@ impl Ledger {
     /// The earliest open run of an ordered route that was created before
     /// `run_order`: while one exists, the later run waits.
     pub fn earlier_open_run(&self, route_id: &str, run_order: i64) -> ApiResult<Option<String>> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
+        row! {
+            struct Id {
+                id: String,
+            }
         }
         Ok(self
             .rows::<Id>(
@@ -468,9 +471,10 @@ impl Ledger {
     /// (`grace_ms` after due, or at lease end, and not before its re-send
     /// spacing), or for an owed dead letter `DLQ_RETRY_MS` after its last try.
     pub fn next_run_check(&self, grace_ms: i64) -> ApiResult<Option<i64>> {
-        #[derive(Deserialize)]
-        struct Next {
-            due: Option<i64>,
+        row! {
+            struct Next {
+                due: Option<i64>,
+            }
         }
         let rows = self.rows::<Next>(
             "next run check",
@@ -492,10 +496,11 @@ impl Ledger {
 
     /// Whether any delivery is stored (retention then needs an alarm).
     pub fn has_deliveries(&self) -> ApiResult<bool> {
-        #[derive(Deserialize)]
-        struct One {
-            #[allow(dead_code)]
-            id: String,
+        row! {
+            struct One {
+                #[allow(dead_code)]
+                id: String,
+            }
         }
         Ok(!self
             .rows::<One>("any delivery", "SELECT id FROM deliveries LIMIT 1", vec![])?
@@ -506,9 +511,10 @@ impl Ledger {
 impl Ledger {
     /// A delivery's run ids in enqueue order.
     pub fn run_ids(&self, delivery_id: &str) -> ApiResult<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
+        row! {
+            struct Id {
+                id: String,
+            }
         }
         Ok(self
             .rows::<Id>(
