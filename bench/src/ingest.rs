@@ -406,12 +406,17 @@ fn one_round(
     if round % 2 == 1 {
         order.reverse();
     }
+    let per_request = |from: Option<f64>, to: Option<f64>| Some((to? - from?) / n as f64);
     for k in order {
         let (edge, path, trigger) = workers[k];
-        loads[k] = Some(github_load(&edge.base, path, n, c, SMALL));
+        let cpu = edge.cpu_ms();
+        let mut load = github_load(&edge.base, path, n, c, SMALL);
+        load.cpu_ms = per_request(cpu, edge.cpu_ms());
         if let Some(trigger) = trigger {
             wait_until_delivered(edge, trigger);
+            load.settled_cpu_ms = per_request(cpu, edge.cpu_ms());
         }
+        loads[k] = Some(load);
     }
     loads.into_iter().flatten().collect()
 }
@@ -431,6 +436,11 @@ fn wait_until_delivered(edge: &Edge, trigger: &str) {
     eprintln!("bench: trigger {trigger} still had queued deliveries after a minute");
 }
 
+/// A load's CPU milliseconds a request, NaN where not measured.
+fn cpu(l: &Load) -> f64 {
+    l.cpu_ms.unwrap_or(f64::NAN)
+}
+
 /// The table of [`take_turns`]: the medians over rounds.
 fn turns_table(report: &mut Report, turns: &[Turns]) {
     let rounds = turns.first().map_or(0, |t| t.rounds.len());
@@ -441,7 +451,11 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
          counters, delivery row, body and run) and edgehook, new GitHub 2 KB deliveries taking \
          turns, {rounds} rounds each (medians over rounds). Rust floor / JS floor is what Rust, \
          Wasm and wasm-bindgen cost on this platform; ledger floor / Rust floor what edgehook's \
-         rows cost; edgehook / ledger floor what all of edgehook's other work costs.\n"
+         rows cost; edgehook / ledger floor what all of edgehook's other work costs. CPU is \
+         the user and system time of each runtime's processes while its load ran (for \
+         edgehook, in brackets, until its queue consumer had delivered the turn's runs), \
+         per request: what the platform bills, and what bounds throughput on two shared \
+         cores.\n"
     ));
     report.table(
         &[
@@ -457,6 +471,8 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
             "ledger floor / Rust floor",
             "edgehook / ledger floor",
             "p99 edgehook / JS floor",
+            "CPU ms a request: JS floor, Rust floor, ledger floor, edgehook (its runs settled)",
+            "CPU edgehook / JS floor",
         ],
         turns
             .iter()
@@ -477,6 +493,15 @@ fn turns_table(report: &mut Report, turns: &[Turns]) {
                         "{:.2}",
                         t.median(|r| r.edge.p99.as_secs_f64() / r.floor.p99.as_secs_f64())
                     ),
+                    format!(
+                        "{:.2}, {:.2}, {:.2}, {:.2} ({:.2})",
+                        t.median(|r| cpu(&r.floor)),
+                        t.median(|r| cpu(&r.rust)),
+                        t.median(|r| cpu(&r.ledger)),
+                        t.median(|r| cpu(&r.edge)),
+                        t.median(|r| r.edge.settled_cpu_ms.unwrap_or(f64::NAN)),
+                    ),
+                    format!("{:.2}", t.median(|r| cpu(&r.edge) / cpu(&r.floor))),
                 ]
             })
             .collect(),
@@ -507,6 +532,7 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
     };
     let id = bench_trigger(&edge, Provider::GitHub);
     let mut ratios = Vec::new();
+    let mut cpus = (Vec::new(), Vec::new());
     let mut rows = Vec::new();
     for round in 0..rounds {
         let edge_path = format!("/hooks/{id}");
@@ -518,6 +544,8 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
         );
         let (f, e) = (&loads[0], &loads[1]);
         ratios.push(e.rps / f.rps);
+        cpus.0.push(cpu(f));
+        cpus.1.push(cpu(e));
         rows.push(row(&format!("round {round}: floor"), f, None, None));
         rows.push(row(&format!("round {round}: edgehook"), e, None, Some(f)));
     }
@@ -531,9 +559,14 @@ pub fn probe(report: &mut Report, requests: usize, c: usize) {
         }
     ));
     report.table(&LOAD_HEADER, rows);
+    for v in [&mut cpus.0, &mut cpus.1] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
     report.line(format!(
-        "median edgehook / floor: {:.2}\n",
-        ratios[ratios.len() / 2]
+        "median edgehook / floor: {:.2}; CPU a request: floor {:.3} ms, edgehook {:.3} ms\n",
+        ratios[ratios.len() / 2],
+        cpus.0[cpus.0.len() / 2],
+        cpus.1[cpus.1.len() / 2]
     ));
 }
 
@@ -569,6 +602,7 @@ fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
         })
         .collect();
     let mut ratios = vec![Vec::new(); names.len()];
+    let mut cpus = vec![Vec::new(); names.len()];
     let mut rows = Vec::new();
     for round in 0..rounds {
         let workers: Vec<(&Edge, &str, Option<&str>)> = edges
@@ -578,6 +612,7 @@ fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
         let loads = one_round(&workers, round, requests, c);
         for (k, l) in loads.iter().enumerate() {
             ratios[k].push(l.rps / loads[0].rps);
+            cpus[k].push(cpu(l));
             rows.push(row(
                 &format!("round {round}: {}", names[k]),
                 l,
@@ -590,11 +625,13 @@ fn probe_workers(report: &mut Report, requests: usize, c: usize, names: &str) {
     report.table(&LOAD_HEADER, rows);
     for (k, r) in ratios.iter_mut().enumerate() {
         r.sort_by(|a, b| a.total_cmp(b));
+        cpus[k].sort_by(|a, b| a.total_cmp(b));
         report.line(format!(
-            "median {} / {}: {:.2}\n",
+            "median {} / {}: {:.2}; CPU a request: {:.3} ms\n",
             names[k],
             names[0],
-            r[r.len() / 2]
+            r[r.len() / 2],
+            cpus[k][cpus[k].len() / 2]
         ));
     }
 }

@@ -23,6 +23,12 @@ pub struct Load {
     pub errors: usize,
     /// What the errors were: a status code or "transport", with counts.
     pub error_kinds: std::collections::BTreeMap<String, usize>,
+    /// CPU milliseconds the runtime's processes used per request while the
+    /// load ran, where it was measured (`Edge::cpu_ms`).
+    pub cpu_ms: Option<f64>,
+    /// The same until edgehook's queue consumer had delivered the load's
+    /// runs: each delivery's whole cost.
+    pub settled_cpu_ms: Option<f64>,
 }
 
 /// The signature scheme of a benchmark request.
@@ -192,6 +198,8 @@ where
         p99: percentile(&all, 0.99),
         errors,
         error_kinds,
+        cpu_ms: None,
+        settled_cpu_ms: None,
     }
 }
 

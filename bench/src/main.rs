@@ -15,7 +15,8 @@
 //! Both ingest sections end with the floors and edgehook taking turns,
 //! `BENCH_ROUNDS` rounds (5) of new GitHub 2 KB deliveries at concurrency
 //! 16, side by side: the medians of those rounds are the ratios least moved
-//! by the machine's drift.
+//! by the machine's drift. Each turn also reads the CPU time its runtime's
+//! processes used (`Edge::cpu_ms`), per request: what the platform bills.
 //! 3. Dispatch, sustained: runs delivered per second against deliveries
 //!    acknowledged per second over the load's steady window (its last five
 //!    sixths), the runs not yet delivered when it ended, and the lag from

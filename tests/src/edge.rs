@@ -367,6 +367,33 @@ impl Edge {
         }
     }
 
+    /// CPU time (user and system, in milliseconds) that the runtime's
+    /// processes (its process group: wrangler or Miniflare's host and their
+    /// workerd) have used so far, from `/proc`; `None` where that cannot be
+    /// read. `make bench` reads it before and after a load: CPU time per
+    /// request is what the platform bills.
+    pub fn cpu_ms(&self) -> Option<f64> {
+        let pgid = self.child.as_ref()?.id().to_string();
+        let mut ticks = 0u64;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // After the command name, which is in parentheses and may hold
+            // spaces: state, ppid, pgrp, … utime (the 12th), stime (13th).
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split(' ').collect();
+            if fields.get(2) != Some(&pgid.as_str()) {
+                continue;
+            }
+            let field = |n: usize| fields.get(n).and_then(|v| v.parse::<u64>().ok());
+            ticks += field(11).unwrap_or(0) + field(12).unwrap_or(0);
+        }
+        Some(ticks as f64 * 1000.0 / clock_ticks_per_second()?)
+    }
+
     /// Kills wrangler and workerd with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -617,4 +644,14 @@ fn write_config(dir: &Path, consumer: bool) {
 pub fn shared() -> &'static Edge {
     static EDGE: OnceLock<Edge> = OnceLock::new();
     EDGE.get_or_init(Edge::start)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), in which
+/// `/proc/<pid>/stat` counts CPU time.
+fn clock_ticks_per_second() -> Option<f64> {
+    static TICKS: OnceLock<Option<f64>> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    })
 }
