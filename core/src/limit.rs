@@ -118,13 +118,13 @@ impl Limiter {
             return;
         };
         // Every IP older than the cutoff goes (fewer than `drop` of them),
-        // then as many at the cutoff as make up `drop`.
-        self.ips.retain(|_, b| age_key(b.updated) >= cutoff);
-        let mut left = drop - ages.iter().take_while(|a| **a < cutoff).count();
+        // and as many at the cutoff as make up `drop`.
+        let mut at_cutoff = drop - ages.iter().take_while(|a| **a < cutoff).count();
         self.ips.retain(|_, b| {
-            let goes = left > 0 && age_key(b.updated) == cutoff;
-            if goes {
-                left -= 1;
+            let age = age_key(b.updated);
+            let goes = age < cutoff || (age == cutoff && at_cutoff > 0);
+            if age == cutoff && goes {
+                at_cutoff -= 1;
             }
             !goes
         });

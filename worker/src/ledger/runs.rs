@@ -219,7 +219,13 @@ impl Ledger {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let cursor = self.exec(
+        row! {
+            struct Settled {
+                id: String,
+                delivery_id: String,
+            }
+        }
+        let rows = self.rows::<Settled>(
             "deliver without target",
             // The unary `+` keeps SQLite from the `runs_route` index, which
             // it otherwise prefers and which would scan every queued run
@@ -230,25 +236,17 @@ impl Ledger {
              WHERE id IN (SELECT value FROM json_each(?2)) AND +status = 'queued'
                 AND +route_id IS NULL
              RETURNING id, delivery_id",
-            vec![
-                i(now.millis()),
-                s(json_array(run_ids.iter().map(String::as_str))?),
-            ],
+            vec![i(now.millis()), s(json_array(run_ids)?)],
         )?;
-        // Read as raw values: each of the two is a string.
-        let mut settled = Vec::new();
-        let mut deliveries: Vec<String> = Vec::new();
-        for row in cursor.raw() {
-            let row = row.map_err(sql_err("deliver without target"))?;
-            let mut cols = row.into_iter();
-            if let (Some(V::String(run)), Some(V::String(delivery))) = (cols.next(), cols.next()) {
-                settled.push(run);
-                // A trigger without routes makes one run per delivery, so
-                // the deliveries are distinct; a linear check keeps that
-                // true regardless (a batch holds at most `MAX_BATCH_RUNS`).
-                if !deliveries.contains(&delivery) {
-                    deliveries.push(delivery);
-                }
+        let mut settled = Vec::with_capacity(rows.len());
+        let mut deliveries: Vec<String> = Vec::with_capacity(rows.len());
+        for row in rows {
+            settled.push(row.id);
+            // A trigger without routes makes one run per delivery, so the
+            // deliveries are distinct; a linear check keeps that true
+            // regardless (a batch holds at most `MAX_BATCH_RUNS`).
+            if !deliveries.contains(&row.delivery_id) {
+                deliveries.push(row.delivery_id);
             }
         }
         self.touch_deliveries(&deliveries)?;
@@ -301,7 +299,7 @@ impl Ledger {
         }
         let last = self.next_seqs(delivery_ids.len() as i64)?;
         let first = last - delivery_ids.len() as i64 + 1;
-        let ids = json_array(delivery_ids.iter().map(String::as_str))?;
+        let ids = json_array(delivery_ids)?;
         // `j.key` is each id's index in the array.
         self.exec(
             "touch deliveries",
@@ -530,7 +528,6 @@ impl Ledger {
 
 /// A JSON array of strings, which a statement reads with `json_each`: one
 /// binding for a list of any length.
-fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> ApiResult<String> {
-    serde_json::to_string(&items.collect::<Vec<&str>>())
-        .map_err(|e| ApiError::internal("ids json", e))
+fn json_array(items: &[String]) -> ApiResult<String> {
+    serde_json::to_string(items).map_err(|e| ApiError::internal("ids json", e))
 }
