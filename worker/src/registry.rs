@@ -12,12 +12,11 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::json;
-
-use crate::sqlrow::row;
 use worker::{durable_object, Env, Method, Request, Response, SqlStorageValue as V, State};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http;
+use crate::sqlrow::row;
 
 /// The trigger registry (a single instance).
 #[durable_object]
