@@ -131,17 +131,31 @@ impl Signer {
     }
 }
 
-/// Sends one request; an error is its status code, or "transport".
+/// Sends one request; an error is its status code, or "transport" with
+/// what failed (the connection, or reading the answer), so that a table's
+/// errors say whether the runtime or the client dropped the request.
 fn send(agent: &ureq::Agent, base: &str, (path, headers, body): Req) -> Result<String, String> {
     let mut req = agent.post(&format!("{base}{path}"));
     for (k, v) in &headers {
         req = req.set(k, v);
     }
     match req.send_bytes(&body) {
-        Ok(r) => r.into_string().map_err(|_| "transport".to_string()),
+        Ok(r) => r
+            .into_string()
+            .map_err(|e| format!("transport (reading the answer: {:?})", e.kind())),
         Err(ureq::Error::Status(code, _)) => Err(code.to_string()),
-        Err(_) => Err("transport".to_string()),
+        Err(ureq::Error::Transport(t)) => Err(format!("transport ({})", transport_kind(&t))),
     }
+}
+
+/// A transport error's kind, and the I/O error under it if there is one
+/// (a reset connection reads `Io: ConnectionReset`).
+fn transport_kind(t: &ureq::Transport) -> String {
+    let io = std::error::Error::source(t)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .map(|e| format!(": {:?}", e.kind()))
+        .unwrap_or_default();
+    format!("{:?}{io}", t.kind())
 }
 
 fn agent() -> ureq::Agent {

@@ -41,9 +41,11 @@
 //!    each turn's ratio.
 //!
 //! The report is printed and written to `bench/results/` (`latest.md`,
-//! `latency.svg`, `growth.svg`). Sizes are overridable: `BENCH_REQUESTS`,
-//! `BENCH_CONCURRENCY`, `BENCH_ROUTE_REQUESTS`, `BENCH_DISPATCH_SECONDS`,
-//! `BENCH_DRAIN_RUNS`, `BENCH_GROWTH` (the largest ledger), `BENCH_STARTUPS`.
+//! `latency.svg`, `growth.svg`); a run of some sections only (`BENCH_ONLY`)
+//! writes `bench/results/partial.md` instead and leaves those alone. Sizes
+//! are overridable: `BENCH_REQUESTS`, `BENCH_CONCURRENCY`,
+//! `BENCH_ROUTE_REQUESTS`, `BENCH_DISPATCH_SECONDS`, `BENCH_DRAIN_RUNS`,
+//! `BENCH_GROWTH` (the largest ledger), `BENCH_STARTUPS`.
 
 mod chart;
 mod common;
@@ -227,6 +229,14 @@ fn main() {
     println!("\n{text}\n");
     if std::env::var("BENCH_ONLY").is_ok_and(|o| o.trim() == "probe") {
         // A probe is a quick look, not a result to keep.
+        return;
+    }
+    if std::env::var("BENCH_ONLY").is_ok() {
+        // Some sections only: their report goes beside the full run's
+        // results, which it must not replace (its charts would be empty).
+        let path = root().join("bench/results/partial.md");
+        std::fs::write(&path, format!("# `make bench` (BENCH_ONLY)\n\n{text}\n"))
+            .expect("write partial.md");
         return;
     }
     let dir = root().join("bench/results");
