@@ -5,8 +5,8 @@
 // They are served by the entry module rather than by Workers static assets
 // because an [assets] directory puts the platform's asset router in front of
 // every request, webhooks included: under `wrangler dev` that router is a
-// Worker of its own, and it cost a quarter of the ingest rate (the README's
-// Performance section). They stay out of the Wasm, whose size matters more.
+// Worker of its own, and it cost a quarter of the ingest rate
+// (docs/performance.md). They stay out of the Wasm, whose size matters more.
 //
 // Run by scripts/build-worker.sh on every build; it takes no arguments.
 import { createHash } from "node:crypto";
