@@ -227,19 +227,20 @@ fn main() {
 
     let text = report.0.join("\n");
     println!("\n{text}\n");
-    if std::env::var("BENCH_ONLY").is_ok_and(|o| o.trim() == "probe") {
+    let dir = root().join("bench/results");
+    match std::env::var("BENCH_ONLY") {
         // A probe is a quick look, not a result to keep.
-        return;
-    }
-    if std::env::var("BENCH_ONLY").is_ok() {
+        Ok(only) if only.trim() == "probe" => return,
         // Some sections only: their report goes beside the full run's
         // results, which it must not replace (its charts would be empty).
-        let path = root().join("bench/results/partial.md");
-        std::fs::write(&path, format!("# `make bench` (BENCH_ONLY)\n\n{text}\n"))
-            .expect("write partial.md");
-        return;
+        Ok(_) => {
+            std::fs::create_dir_all(&dir).expect("bench/results");
+            let report = format!("# `make bench` (BENCH_ONLY)\n\n{text}\n");
+            std::fs::write(dir.join("partial.md"), report).expect("write partial.md");
+            return;
+        }
+        Err(_) => {}
     }
-    let dir = root().join("bench/results");
     std::fs::create_dir_all(&dir).expect("bench/results");
     std::fs::write(dir.join("latest.md"), format!("# `make bench`\n\n{text}\n")).expect("write");
     std::fs::write(
